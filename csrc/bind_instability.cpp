@@ -1,0 +1,110 @@
+// Bindings for the instability and top-k kernels.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "bind_util.hpp"
+#include "instability.hpp"
+#include "topk.hpp"
+
+namespace py = pybind11;
+using namespace instab::bind;
+
+namespace {
+
+py::dict run_instability(const py::array& predictions, const py::array& labels, int64_t k,
+                         int64_t n_classes, int threads) {
+    require_ndim(predictions, "predictions", 3);
+    require_c_contiguous(predictions, "predictions");
+    require_ndim(labels, "labels", 2);
+    require_c_contiguous(labels, "labels");
+    if (!is_dtype<int32_t>(labels)) throw py::type_error("labels: expected int32, got " + dtype_str(labels));
+    const int64_t n = predictions.shape(0), e = predictions.shape(1), m = predictions.shape(2);
+    if (labels.shape(0) != n) {
+        throw py::value_error("labels: has " + std::to_string(labels.shape(0)) + " rows but predictions has " +
+                              std::to_string(n) + " images");
+    }
+    if (k < 1 || k > m) {
+        throw py::value_error("k: must be in 1.." + std::to_string(m) + ", got " + std::to_string(k));
+    }
+    const bool is_scores = is_dtype<float>(predictions) || is_dtype<double>(predictions);
+    const bool is_ranked = is_dtype<int32_t>(predictions) || is_dtype<int64_t>(predictions);
+    if (!is_scores && !is_ranked) {
+        throw py::type_error("predictions: expected int32/int64 class indices or float32/float64 scores, got " +
+                             dtype_str(predictions));
+    }
+    py::array_t<uint8_t> correct({n, e}), observed({n, e}), unstable({n}), counted({n});
+    py::array_t<float> confidence({n, e});
+    instab::kernels::InstabilityOutputs out;
+    out.correct = correct.mutable_data();
+    out.observed = observed.mutable_data();
+    out.unstable = unstable.mutable_data();
+    out.counted = counted.mutable_data();
+    out.confidence = is_scores ? confidence.mutable_data() : nullptr;
+    instab::kernels::LabelSets sets{static_cast<const int32_t*>(labels.data()), labels.shape(1)};
+    {
+        py::gil_scoped_release release;
+        using namespace instab::kernels;
+        if (is_dtype<float>(predictions)) {
+            instability_scores(static_cast<const float*>(predictions.data()), n, e, m, k, sets, out, threads);
+        } else if (is_dtype<double>(predictions)) {
+            instability_scores(static_cast<const double*>(predictions.data()), n, e, m, k, sets, out, threads);
+        } else if (is_dtype<int32_t>(predictions)) {
+            instability_ranked(static_cast<const int32_t*>(predictions.data()), n, e, m, k, n_classes, sets, out,
+                               threads);
+        } else {
+            instability_ranked(static_cast<const int64_t*>(predictions.data()), n, e, m, k, n_classes, sets, out,
+                               threads);
+        }
+    }
+    py::dict d;
+    d["correct"] = correct;
+    d["observed"] = observed;
+    d["unstable"] = unstable;
+    d["counted"] = counted;
+    d["confidence"] = is_scores ? py::object(confidence) : py::object(py::none());
+    d["env_correct"] = py::array_t<int64_t>(e, out.env_correct.data());
+    d["env_observed"] = py::array_t<int64_t>(e, out.env_observed.data());
+    d["n_counted"] = out.n_counted;
+    d["n_unstable"] = out.n_unstable;
+    d["n_always_correct"] = out.n_always_correct;
+    d["n_always_wrong"] = out.n_always_wrong;
+    return d;
+}
+
+template <class T>
+py::tuple run_topk_typed(const py::array& scores, int64_t k, int threads) {
+    const int64_t rows = scores.shape(0), c = scores.shape(1);
+    py::array_t<int64_t> idx({rows, k});
+    py::array_t<T> val({rows, k});
+    int64_t* pi = idx.mutable_data();
+    T* pv = val.mutable_data();
+    const T* ps = static_cast<const T*>(scores.data());
+    {
+        py::gil_scoped_release release;
+        instab::kernels::topk(ps, rows, c, k, pi, pv, threads);
+    }
+    return py::make_tuple(idx, val);
+}
+
+py::tuple run_topk(const py::array& scores, int64_t k, int threads) {
+    require_ndim(scores, "scores", 2);
+    require_c_contiguous(scores, "scores");
+    if (k < 1 || k > scores.shape(1)) {
+        throw py::value_error("k: must be in 1.." + std::to_string(scores.shape(1)) + ", got " +
+                              std::to_string(k));
+    }
+    if (is_dtype<float>(scores)) return run_topk_typed<float>(scores, k, threads);
+    if (is_dtype<double>(scores)) return run_topk_typed<double>(scores, k, threads);
+    throw py::type_error("scores: expected float32 or float64, got " + dtype_str(scores));
+}
+
+}  // namespace
+
+void register_instability(py::module_& m) {
+    m.def("instability", &run_instability, py::arg("predictions"), py::arg("labels"), py::arg("k"),
+          py::arg("n_classes"), py::arg("threads"),
+          "Per-observation correctness and per-image instability in one pass (see instab.metrics).");
+    m.def("topk", &run_topk, py::arg("scores"), py::arg("k"), py::arg("threads") = 0,
+          "Top-k class indices and scores per row of a [rows, classes] array, best first.");
+}

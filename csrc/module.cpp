@@ -1,0 +1,11 @@
+// The instab._core extension: one register_<area> call per kernel area.
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+void register_instability(py::module_& m);
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "instab's C++ kernels; use the public instab modules instead of importing this directly.";
+    register_instability(m);
+}

@@ -1,0 +1,17 @@
+"""Type stubs for instab's compiled core. Users should call the public modules."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def instability(
+    predictions: npt.NDArray[Any],
+    labels: npt.NDArray[np.int32],
+    k: int,
+    n_classes: int,
+    threads: int,
+) -> dict[str, Any]: ...
+def topk(
+    scores: npt.NDArray[np.floating[Any]], k: int, threads: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]: ...

@@ -1,0 +1,43 @@
+"""Shared fixtures: where the real data and models live.
+
+Tests that need ../shared skip with a clear reason when it is absent (a user's
+fresh checkout), but fail under CI (CI=true), where it must be present.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{path} is missing: CI must run with ../shared beside the repository")
+        pytest.skip(f"{path} not found: these tests need ../shared (data and models) beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def samples_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "data" / "imagenet-samples")
+
+
+@pytest.fixture(scope="session")
+def models_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "models")
+
+
+@pytest.fixture(scope="session")
+def raw_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "data" / "raw")
