@@ -9,3 +9,8 @@ from instab.metrics import InstabilityResult, instability
 __version__ = "0.1.0"
 
 __all__ = ["InstabilityResult", "instability", "__version__"]
+
+from instab import models  # noqa: E402
+from instab.inference import Classifier, Prediction  # noqa: E402
+
+__all__ += ["models", "Classifier", "Prediction"]
