@@ -362,6 +362,9 @@ def add_embedding_output(model: onnx.ModelProto, name: str = "embedding") -> onn
     source = find_embedding(model)
     model = copy.deepcopy(model)
     graph = model.graph
-    graph.node.append(helper.make_node("Flatten", [source], [name], name=f"{name}_flatten", axis=1))
+    if source != name:
+        if any(name in n.output for n in graph.node) or any(i.name == name for i in graph.input):
+            raise ValueError(f"name: the graph already has a tensor {name!r}; choose another embedding name")
+        graph.node.append(helper.make_node("Flatten", [source], [name], name=f"{name}_flatten", axis=1))
     graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [BATCH_DIM, None]))
     return model
