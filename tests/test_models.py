@@ -256,18 +256,6 @@ def test_efficientnet_cached_in_user_cache_dir(tmp_path, monkeypatch):
     assert second.proto.SerializeToString() == first.proto.SerializeToString()
 
 
-def test_legacy_reader_matches_torch():
-    torch = pytest.importorskip("torch")
-    from instab import _efficientnet
-
-    path = _efficientnet.weights_path()
-    ours = load_state_dict(path)
-    ref = torch.load(path, map_location="cpu", weights_only=True)
-    assert list(ours) == list(ref)
-    for key, value in ref.items():
-        np.testing.assert_array_equal(ours[key], value.numpy(), err_msg=key)
-
-
 def test_legacy_reader_reads_the_weights_package():
     from instab import _efficientnet
 
