@@ -33,8 +33,9 @@ def decode(item: Any, draft_size: int | None = None) -> np.ndarray:
             # draft keeps both sides >= the requested box; ask for the shorter side only
             box = (draft_size, round(h * draft_size / w)) if w <= h else (round(w * draft_size / h), draft_size)
             im.draft("RGB", box)
-        im = im.convert("RGB")
-        return np.asarray(im)
+        if im.mode != "RGB":
+            im = im.convert("RGB")
+        return np.asarray(im)  # decodes; already-RGB images skip convert's extra copy
 
 
 def as_rgb_array(arr: np.ndarray) -> np.ndarray:
