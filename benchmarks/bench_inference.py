@@ -2,8 +2,9 @@
 
 - ``naive``: per image, Pillow decode + Pillow resize/crop + numpy scaling + ONNX
   Runtime with batch 1 (what a user writes first). Target: predict >= 1.5x.
-- ``ort-ready``: ONNX Runtime alone on already-preprocessed tensors, batch 32
-  (the ceiling: no decoding at all). Target: predict >= 85% of it.
+- ``ort-ready``: the Classifier's own ONNX Runtime session alone on
+  already-preprocessed tensors, batch 32 (the ceiling: no decoding or
+  preprocessing at all). Target: predict >= 85% of it.
 
 Results are checked: predict's top-1 equals ONNX Runtime's on the same tensors
 exactly, and agrees with the naive loop (Pillow resize vs instab's resize) on at
@@ -92,7 +93,7 @@ def test_inference_throughput(benchmark, request, files, models_dir, name, impl)
         # Pillow's resize vs instab's: near-ties may flip; documented tolerance 3%.
         assert (got == expected).mean() >= 0.97
     else:
-        session = _session(model)
+        session = clf.session  # the very session predict uses: the difference is the pipeline
         spec = model.spec
         tensor = _ready_tensor(spec, files)
 

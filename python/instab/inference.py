@@ -160,6 +160,11 @@ class Classifier:
             providers.append("CPUExecutionProvider")
         return ort.InferenceSession(model.serialized(), sess_options=opts, providers=providers)
 
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The ONNX Runtime session (inputs: ``spec.input_name``; outputs include ``spec.output_name``)."""
+        return self._session
+
     def _embedding(self) -> ort.InferenceSession:
         if self._embedding_session is None:
             self._embedding_session = self._make_session(self.model.with_embedding(EMBEDDING))
