@@ -95,13 +95,13 @@ void instability_ranked(const Index* ranked, int64_t n, int64_t e, int64_t m, in
                 continue;
             }
             bool hit = false;
-            for (int64_t t = 0; t < k && !hit; ++t) {
+            for (int64_t t = 0; t < k; ++t) {
                 const int64_t v = static_cast<int64_t>(row[t]);
                 if (v < 0) {
                     throw std::invalid_argument("predictions: row " + where(i, j) +
                                                 " is observed but has -1 within the top k");
                 }
-                for (int64_t l = 0; l < labels.width; ++l) hit |= (lab[l] >= 0 && lab[l] == v);
+                for (int64_t l = 0; l < labels.width; ++l) hit |= (lab[l] == v);
             }
             out.observed[o] = 1;
             out.correct[o] = hit;
