@@ -186,3 +186,22 @@ def test_runtime_study(models_dir, samples):
         runtime.compare_runtimes(paths, labels, configs[:1])
     names = runtime.default_configs(cuda=True)
     assert names[0].name == "int8 (reference)" and names[-1].provider == "cuda"
+
+
+def test_preprocessing_failure_is_a_per_item_error(v1, samples, monkeypatch):
+    from instab import inference
+
+    real = inference.preprocess
+
+    def picky(images, *args, **kwargs):
+        if any(im.shape[1] == 7 for im in images):
+            raise ValueError("images: width 7 is not supported here")
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "preprocess", picky)
+    paths, _ = samples
+    good = np.asarray(Image.open(paths[0]).convert("RGB"))
+    p = v1.predict([good, np.zeros((9, 7, 3), np.uint8), good], k=2)
+    assert p.errors[0] is None and p.errors[2] is None
+    assert "width 7" in p.errors[1]
+    np.testing.assert_array_equal(p.classes[0], p.classes[2])

@@ -188,8 +188,24 @@ class Classifier:
         errors = [d if isinstance(d, str) else None for d in decoded]
         if not good:
             return None, good, errors
-        tensor = preprocess(
-            [decoded[i] for i in good],
+        try:
+            tensor = self._preprocess([decoded[i] for i in good])
+        except Exception:
+            # Find the item(s) the batch call choked on; the others are still scored.
+            parts = []
+            for i in list(good):
+                try:
+                    parts.append(self._preprocess([decoded[i]]))
+                except Exception as exc:
+                    errors[i] = f"preprocessing failed: {type(exc).__name__}: {exc}"
+                    good.remove(i)
+            tensor = np.concatenate(parts) if parts else None
+        return tensor, good, errors
+
+    def _preprocess(self, images: list[np.ndarray]) -> np.ndarray:
+        spec = self.spec
+        return preprocess(
+            images,
             spec.size,
             crop=spec.crop,
             layout=spec.layout,
@@ -198,7 +214,6 @@ class Classifier:
             offset=spec.offset,
             threads=self.threads,
         )
-        return tensor, good, errors
 
     def run_tensor(self, tensor: np.ndarray, embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Run a preprocessed batch: (class probabilities [n, num_classes], embeddings or None)."""
