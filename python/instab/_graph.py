@@ -161,7 +161,8 @@ def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold QuantizeLinear/DequantizeLinear into a plain float32 graph.
 
     Constant Q/DQ (weights, biases) are evaluated into float initializers;
-    Q/DQ on activations (fake quantization) are removed. A DequantizeLinear of
+    Q/DQ on activations (fake quantization) are removed, the saturation of a
+    removed Q kept as a Clip to its range (TFLite folds ReLU6 into it). A DequantizeLinear of
     integer data from outside the graph (a uint8 image input, possibly after a
     Transpose) is kept: it is the input scaling, not fake quantization.
     Integer graph outputs produced by quantization become float outputs.
