@@ -97,11 +97,8 @@ def test_background_class_is_removed(models_dir, samples):
     p = coral.predict(paths[:4], k=1, full_scores=True)
     assert p.full_scores.shape == (4, 1000)
     spec = coral.spec
-    tensor = instab.inference.preprocess(
-        [np.asarray(Image.open(x).convert("RGB")) for x in paths[:4]], spec.size, crop=spec.crop,
-        layout=spec.layout, dtype=spec.dtype, scale=spec.scale, offset=spec.offset,
-    )
-    (raw,) = coral._session.run(None, {spec.input_name: tensor})
+    tensor = coral._preprocess([np.asarray(Image.open(x).convert("RGB")) for x in paths[:4]])
+    (raw,) = coral.session.run(None, {spec.input_name: tensor})
     assert raw.shape == (4, 1001)
     np.testing.assert_array_equal(p.classes[:, 0], raw.argmax(axis=1) - 1)
 

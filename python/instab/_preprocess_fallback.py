@@ -18,7 +18,7 @@ def preprocess(
     crop: float = 0.875,
     layout: str = "nhwc",
     dtype: str = "float32",
-    scale: Any = (1.0, 1.0, 1.0),
+    scale: Any = (1 / 255, 1 / 255, 1 / 255),
     offset: Any = (0.0, 0.0, 0.0),
     threads: int | None = None,
 ) -> np.ndarray:
@@ -27,11 +27,11 @@ def preprocess(
     for img in images:
         h, w = img.shape[:2]
         if w <= h:
-            nw, nh = short, max(size, round(h * short / w))
+            nw, nh = short, int(short * h / w)
         else:
-            nh, nw = short, max(size, round(w * short / h))
+            nh, nw = short, int(short * w / h)
         r = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((nw, nh), Image.BILINEAR))
-        top, left = (nh - size) // 2, (nw - size) // 2
+        top, left = round((nh - size) / 2), round((nw - size) / 2)
         out.append(r[top : top + size, left : left + size])
     batch = np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
     if dtype == "float32":

@@ -204,15 +204,10 @@ class Classifier:
 
     def _preprocess(self, images: list[np.ndarray]) -> np.ndarray:
         spec = self.spec
+        # uint8 models take raw pixels: scale/offset apply to float input only.
+        affine = {"scale": spec.scale, "offset": spec.offset} if spec.dtype == "float32" else {}
         return preprocess(
-            images,
-            spec.size,
-            crop=spec.crop,
-            layout=spec.layout,
-            dtype=spec.dtype,
-            scale=spec.scale,
-            offset=spec.offset,
-            threads=self.threads,
+            images, spec.size, crop=spec.crop, layout=spec.layout, dtype=spec.dtype, threads=self.threads, **affine
         )
 
     def run_tensor(self, tensor: np.ndarray, embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
