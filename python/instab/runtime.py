@@ -160,17 +160,24 @@ def compare_runtimes(
     return RuntimeStudy(names, cls, sc, errors, top1, topk, k, seconds)
 
 
-def main() -> None:  # pragma: no cover - the experiment script
-    """Run the default experiment on ``../shared/data/imagenet-samples`` and print the table."""
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - the experiment script
+    """Run the default experiment on a labelled image folder and print the table."""
+    import argparse
     import csv
-    import sys
     from pathlib import Path
 
-    samples = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[3] / "shared/data/imagenet-samples"
-    rows = list(csv.DictReader(open(samples / "labels.csv")))
-    paths = [samples / r["file"] for r in rows]
+    default_samples = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
+    parser = argparse.ArgumentParser(prog="python -m instab.runtime", description=main.__doc__)
+    parser.add_argument("samples", nargs="?", type=Path, default=default_samples,
+                        help="folder with labels.csv (file,class_index,...) and the images")
+    parser.add_argument("--model", default="mobilenet-v2-int8-st", help="reference int8 model")
+    parser.add_argument("--other", default="mobilenet-v2-coral", help="another vendor's build of it")
+    args = parser.parse_args(argv)
+    with open(args.samples / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    paths = [args.samples / r["file"] for r in rows]
     labels = np.array([int(r["class_index"]) for r in rows])
-    study = compare_runtimes(paths, labels)
+    study = compare_runtimes(paths, labels, default_configs(args.model, args.other))
     print(study.table())
     for name, s in zip(study.names, study.seconds):
         print(f"{name:<34} {len(paths) / s:7.1f} images/s")
