@@ -1,0 +1,389 @@
+// Pillow-exact bilinear resize + centre crop + scaling/layout, over a batch.
+//
+// Per image: the horizontal pass runs on the input rows that the kept output
+// rows read, for the output columns the crop keeps, and is rounded to uint8
+// (as Pillow does); the vertical pass then produces the kept rows, which are
+// written straight into the batch tensor through a per-channel lookup table.
+// All arithmetic is integer, so the result does not depend on vectorisation,
+// thread count or the order of the sums.
+#include "preprocess.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#include "parallel.hpp"
+
+namespace instab::kernels {
+
+namespace {
+
+constexpr int kPrecisionBits = 22;  // Pillow: PRECISION_BITS = 32 - 8 - 2
+constexpr int32_t kHalf = int32_t{1} << (kPrecisionBits - 1);
+constexpr int32_t kMaxAcc = (int32_t{1} << (kPrecisionBits + 8)) - 1;
+
+// Pillow's bilinear (triangle) filter, support 1.
+inline double bilinear_filter(double x) {
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return 1.0 - x;
+    return 0.0;
+}
+
+// Pillow's clip8: >= 2^30 -> 255, <= 0 -> 0, else >> 22. Written branch-free
+// so the loops that call it vectorise.
+inline uint8_t clip8(int32_t v) {
+    v = v < 0 ? 0 : v;
+    v = v > kMaxAcc ? kMaxAcc : v;
+    return static_cast<uint8_t>(v >> kPrecisionBits);
+}
+
+// floor(d / 2) + tie-break to even, i.e. Python's round(d / 2).
+inline int64_t round_half_even_div2(int64_t d) {
+    const int64_t fl = d >= 0 ? d / 2 : -((-d + 1) / 2);
+    if (d % 2 == 0) return fl;
+    return (fl % 2 == 0) ? fl : fl + 1;
+}
+
+// Horizontal pass: rows [r0, r1) of the image, output columns held by `ch`,
+// CP channels kept (the first CP of each input pixel). Rows are processed R
+// at a time through a transposed block, so that for each output column the
+// R*CP accumulators are updated by contiguous, vectorisable loops.
+template <int CP>
+void horizontal_pass(const ImageView& im, const AxisCoeffs& ch, int64_t r0, int64_t r1, uint8_t* tmp,
+                     int64_t tmp_stride, std::vector<uint8_t>& block) {
+    constexpr int R = CP == 3 ? 8 : 16;
+    constexpr int L = R * CP;
+    const int64_t xb = ch.in_begin, nx = ch.in_end - ch.in_begin;
+    const int64_t nout = ch.out_end - ch.out_begin;
+    const int64_t cin = im.channels;
+    const int ksize = ch.ksize;
+    block.assign(static_cast<size_t>(nx * L), 0);
+    uint8_t* tb = block.data();
+    for (int64_t rb = r0; rb < r1; rb += R) {
+        const int nr = static_cast<int>(std::min<int64_t>(R, r1 - rb));
+        for (int r = 0; r < nr; ++r) {
+            const uint8_t* src = im.data + (rb + r) * im.row_stride + xb * cin;
+            uint8_t* t = tb + r * CP;
+            for (int64_t x = 0; x < nx; ++x) {
+                for (int c = 0; c < CP; ++c) t[x * L + c] = src[x * cin + c];
+            }
+        }
+        for (int64_t j = 0; j < nout; ++j) {
+            const int32_t* w = ch.weights.data() + j * ksize;
+            const uint8_t* src = tb + (ch.first[j] - xb) * L;
+            const int n = ch.count[j];
+            int32_t acc[L];
+            for (int l = 0; l < L; ++l) acc[l] = kHalf;
+            for (int t = 0; t < n; ++t) {
+                const int32_t wt = w[t];
+                const uint8_t* s = src + t * L;
+                for (int l = 0; l < L; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
+            }
+            for (int r = 0; r < nr; ++r) {
+                uint8_t* d = tmp + (rb - r0 + r) * tmp_stride + j * CP;
+                for (int c = 0; c < CP; ++c) d[c] = clip8(acc[r * CP + c]);
+            }
+        }
+    }
+}
+
+// Vertical pass for one output row: n taps on rows base, base + stride, ...
+void vertical_row(const uint8_t* base, int64_t stride, const int32_t* w, int n, int64_t len, uint8_t* out) {
+    constexpr int B = 64;
+    int64_t j = 0;
+    for (; j + B <= len; j += B) {
+        int32_t acc[B];
+        for (int l = 0; l < B; ++l) acc[l] = kHalf;
+        for (int t = 0; t < n; ++t) {
+            const int32_t wt = w[t];
+            const uint8_t* s = base + t * stride + j;
+            for (int l = 0; l < B; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
+        }
+        for (int l = 0; l < B; ++l) out[j + l] = clip8(acc[l]);
+    }
+    for (; j < len; ++j) {
+        int32_t a = kHalf;
+        for (int t = 0; t < n; ++t) a += w[t] * static_cast<int32_t>(base[t * stride + j]);
+        out[j] = clip8(a);
+    }
+}
+
+// Writes one resized row (ncols pixels of CP channels) at output row y, column x0.
+template <class T>
+struct Writer {
+    T* out;  // this image's output
+    int64_t oh, ow;
+    bool nchw;
+    const float* lut;
+
+    T value(int c, uint8_t v) const {
+        if constexpr (std::is_same_v<T, float>) {
+            return lut[c * 256 + v];
+        } else {
+            (void)c;
+            return v;
+        }
+    }
+
+    template <int CP>
+    void row(const uint8_t* line, int64_t y, int64_t x0, int64_t ncols) const {
+        constexpr int c1 = CP == 3 ? 1 : 0, c2 = CP == 3 ? 2 : 0;
+        if (nchw) {
+            const int64_t plane = oh * ow;
+            T* d0 = out + y * ow + x0;
+            T* d1 = d0 + plane;
+            T* d2 = d1 + plane;
+            for (int64_t x = 0; x < ncols; ++x) {
+                const uint8_t* p = line + x * CP;
+                d0[x] = value(0, p[0]);
+                d1[x] = value(1, p[c1]);
+                d2[x] = value(2, p[c2]);
+            }
+        } else {
+            T* d = out + (y * ow + x0) * 3;
+            for (int64_t x = 0; x < ncols; ++x) {
+                const uint8_t* p = line + x * CP;
+                d[3 * x + 0] = value(0, p[0]);
+                d[3 * x + 1] = value(1, p[c1]);
+                d[3 * x + 2] = value(2, p[c2]);
+            }
+        }
+    }
+
+    // Zero-level fill, for crop windows that overhang the resized image.
+    void pad() const {
+        const int64_t plane = oh * ow;
+        for (int c = 0; c < 3; ++c) {
+            const T v = value(c, 0);
+            if (nchw) {
+                std::fill(out + c * plane, out + (c + 1) * plane, v);
+            } else {
+                for (int64_t i = 0; i < plane; ++i) out[i * 3 + c] = v;
+            }
+        }
+    }
+};
+
+struct Scratch {
+    std::vector<uint8_t> block, tmp, line;
+};
+
+struct ImageJob {
+    ResizePlan plan;
+    const AxisCoeffs* ch = nullptr;  // null: width unchanged, no horizontal pass
+    const AxisCoeffs* cv = nullptr;  // null: height unchanged, no vertical pass
+};
+
+template <int CP, class T>
+void process_image(const ImageView& im, const ImageJob& job, const Writer<T>& wr, Scratch& s) {
+    const ResizePlan& p = job.plan;
+    const int64_t c0 = std::max<int64_t>(p.left, 0), c1 = std::min(p.left + wr.ow, p.resized_w);
+    const int64_t d0 = std::max<int64_t>(p.top, 0), d1 = std::min(p.top + wr.oh, p.resized_h);
+    if (c0 > p.left || c1 < p.left + wr.ow || d0 > p.top || d1 < p.top + wr.oh) wr.pad();
+    if (c1 <= c0 || d1 <= d0) return;
+    const int64_t ncols = c1 - c0, len = ncols * CP;
+    // Input rows that the kept output rows read.
+    const int64_t r0 = job.cv ? job.cv->in_begin : d0;
+    const int64_t r1 = job.cv ? job.cv->in_end : d1;
+
+    // Horizontal pass (or the unchanged rows) -> rows [r0, r1) at `rows`.
+    const uint8_t* rows;
+    int64_t stride;
+    if (job.ch) {
+        stride = (len + 63) / 64 * 64;
+        s.tmp.resize(static_cast<size_t>((r1 - r0) * stride));
+        horizontal_pass<CP>(im, *job.ch, r0, r1, s.tmp.data(), stride, s.block);
+        rows = s.tmp.data();
+    } else if (im.channels == CP) {
+        stride = im.row_stride;
+        rows = im.data + r0 * im.row_stride + c0 * CP;
+    } else {  // RGBA with unchanged width: drop alpha
+        stride = len;
+        s.tmp.resize(static_cast<size_t>((r1 - r0) * stride));
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* src = im.data + r * im.row_stride + c0 * im.channels;
+            uint8_t* d = s.tmp.data() + (r - r0) * stride;
+            for (int64_t x = 0; x < ncols; ++x) {
+                for (int c = 0; c < CP; ++c) d[x * CP + c] = src[x * im.channels + c];
+            }
+        }
+        rows = s.tmp.data();
+    }
+
+    // Vertical pass, one kept output row at a time, written into the batch.
+    s.line.resize(static_cast<size_t>(len));
+    for (int64_t i = d0; i < d1; ++i) {
+        const uint8_t* line;
+        if (job.cv) {
+            const AxisCoeffs& cv = *job.cv;
+            const int64_t j = i - cv.out_begin;
+            vertical_row(rows + (cv.first[j] - r0) * stride, stride, cv.weights.data() + j * cv.ksize,
+                         cv.count[j], len, s.line.data());
+            line = s.line.data();
+        } else {
+            line = rows + (i - r0) * stride;
+        }
+        wr.template row<CP>(line, i - p.top, c0 - p.left, ncols);
+    }
+}
+
+void check_params(const PreprocessParams& prm, int64_t n) {
+    if (n < 0) throw std::invalid_argument("images: negative batch size");
+    if (prm.out_h < 1 || prm.out_w < 1) {
+        throw std::invalid_argument("size: must be at least 1x1, got " + std::to_string(prm.out_h) + "x" +
+                                    std::to_string(prm.out_w));
+    }
+    if (prm.short_side < 1) {
+        throw std::invalid_argument("short_side: must be >= 1, got " + std::to_string(prm.short_side));
+    }
+}
+
+template <class T>
+void run(const ImageView* images, int64_t n, const PreprocessParams& prm, T* out, int threads) {
+    check_params(prm, n);
+    for (int64_t i = 0; i < n; ++i) {
+        const ImageView& im = images[i];
+        const std::string name = "images[" + std::to_string(i) + "]";
+        if (!im.data || im.height < 1 || im.width < 1) {
+            throw std::invalid_argument(name + ": must be at least 1x1, got " + std::to_string(im.height) + "x" +
+                                        std::to_string(im.width));
+        }
+        if (im.channels != 1 && im.channels != 3 && im.channels != 4) {
+            throw std::invalid_argument(name + ": expected 1, 3 or 4 channels, got " +
+                                        std::to_string(im.channels));
+        }
+        if (im.row_stride < im.width * im.channels) {
+            throw std::invalid_argument(name + ": row stride smaller than a row");
+        }
+    }
+
+    // Filter weights once per distinct (input size, resized size, crop size) of
+    // each axis; the crop size fixes which output positions are needed.
+    std::vector<ImageJob> jobs(static_cast<size_t>(n));
+    std::map<std::array<int64_t, 3>, AxisCoeffs> cache;
+    auto coeffs_for = [&](int64_t in, int64_t resized, int64_t crop, int64_t start) -> const AxisCoeffs* {
+        if (in == resized) return nullptr;
+        auto key = std::array<int64_t, 3>{in, resized, crop};
+        auto it = cache.find(key);
+        if (it == cache.end()) {
+            const int64_t b = std::max<int64_t>(start, 0), e = std::min(start + crop, resized);
+            it = cache.emplace(key, bilinear_coeffs(in, resized, b, std::max(b, e))).first;
+        }
+        return &it->second;
+    };
+    for (int64_t i = 0; i < n; ++i) {
+        ImageJob& job = jobs[static_cast<size_t>(i)];
+        job.plan = plan_resize(images[i].height, images[i].width, prm.short_side, prm.out_h, prm.out_w);
+        job.ch = coeffs_for(images[i].width, job.plan.resized_w, prm.out_w, job.plan.left);
+        job.cv = coeffs_for(images[i].height, job.plan.resized_h, prm.out_h, job.plan.top);
+    }
+
+    const int64_t per_image = prm.out_h * prm.out_w * 3;
+    parallel_for(n, threads, [&](int64_t b, int64_t e) {
+        Scratch scratch;
+        for (int64_t i = b; i < e; ++i) {
+            Writer<T> wr{out + i * per_image, prm.out_h, prm.out_w, prm.nchw, prm.lut};
+            if (images[i].channels == 1) {
+                process_image<1>(images[i], jobs[static_cast<size_t>(i)], wr, scratch);
+            } else {
+                process_image<3>(images[i], jobs[static_cast<size_t>(i)], wr, scratch);
+            }
+        }
+    });
+}
+
+}  // namespace
+
+AxisCoeffs bilinear_coeffs(int64_t in_size, int64_t out_size, int64_t out_begin, int64_t out_end) {
+    if (in_size < 1 || out_size < 1 || out_begin < 0 || out_end > out_size || out_begin > out_end) {
+        throw std::invalid_argument("bilinear_coeffs: bad sizes");
+    }
+    AxisCoeffs c;
+    c.in_size = in_size;
+    c.out_size = out_size;
+    c.out_begin = out_begin;
+    c.out_end = out_end;
+    // Pillow computes the box in float and the scale in double.
+    const float in0 = 0.0f, in1 = static_cast<float>(in_size);
+    const double scale = static_cast<double>(in1 - in0) / static_cast<double>(out_size);
+    const double filterscale = scale < 1.0 ? 1.0 : scale;
+    const double support = 1.0 * filterscale;
+    const double ss = 1.0 / filterscale;
+    c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
+    const int64_t nout = out_end - out_begin;
+    c.first.resize(static_cast<size_t>(nout));
+    c.count.resize(static_cast<size_t>(nout));
+    c.weights.assign(static_cast<size_t>(nout * c.ksize), 0);
+    std::vector<double> k(static_cast<size_t>(c.ksize));
+    c.in_begin = in_size;
+    c.in_end = 0;
+    for (int64_t xx = out_begin; xx < out_end; ++xx) {
+        const double center = in0 + (static_cast<double>(xx) + 0.5) * scale;
+        int64_t xmin = static_cast<int64_t>(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int64_t xmax = static_cast<int64_t>(center + support + 0.5);
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        double ww = 0.0;
+        for (int64_t x = 0; x < xmax; ++x) {
+            const double w = bilinear_filter((static_cast<double>(x + xmin) - center + 0.5) * ss);
+            k[static_cast<size_t>(x)] = w;
+            ww += w;
+        }
+        const int64_t j = xx - out_begin;
+        int32_t* kk = c.weights.data() + j * c.ksize;
+        for (int64_t x = 0; x < xmax; ++x) {
+            double v = k[static_cast<size_t>(x)];
+            if (ww != 0.0) v /= ww;
+            // normalize_coeffs_8bpc: round half away from zero to 22-bit fixed point
+            const double f = v * static_cast<double>(1 << kPrecisionBits);
+            kk[x] = static_cast<int32_t>(v < 0 ? -0.5 + f : 0.5 + f);
+        }
+        c.first[static_cast<size_t>(j)] = static_cast<int32_t>(xmin);
+        c.count[static_cast<size_t>(j)] = static_cast<int32_t>(xmax);
+        c.in_begin = std::min(c.in_begin, xmin);
+        c.in_end = std::max(c.in_end, xmin + xmax);
+    }
+    if (c.in_end < c.in_begin) c.in_begin = c.in_end = 0;
+    return c;
+}
+
+ResizePlan plan_resize(int64_t height, int64_t width, int64_t short_side, int64_t out_h, int64_t out_w) {
+    ResizePlan p;
+    // torchvision's rule: new_long = int(new_short * long / short), in double.
+    const int64_t shorter = std::min(height, width), longer = std::max(height, width);
+    const double longd = static_cast<double>(short_side * longer) / static_cast<double>(shorter);
+    if (!(longd < 2147483647.0)) {
+        throw std::invalid_argument("images: a " + std::to_string(height) + "x" + std::to_string(width) +
+                                    " image would be resized beyond 2^31 pixels on its longer side");
+    }
+    const int64_t new_long = static_cast<int64_t>(longd);
+    if (width <= height) {
+        p.resized_w = short_side;
+        p.resized_h = new_long;
+    } else {
+        p.resized_h = short_side;
+        p.resized_w = new_long;
+    }
+    p.top = round_half_even_div2(p.resized_h - out_h);
+    p.left = round_half_even_div2(p.resized_w - out_w);
+    return p;
+}
+
+void preprocess_u8(const ImageView* images, int64_t n, const PreprocessParams& params, uint8_t* out,
+                   int threads) {
+    run(images, n, params, out, threads);
+}
+
+void preprocess_f32(const ImageView* images, int64_t n, const PreprocessParams& params, float* out,
+                    int threads) {
+    if (!params.lut) throw std::invalid_argument("lut: float32 output needs a lookup table");
+    run(images, n, params, out, threads);
+}
+
+}  // namespace instab::kernels
