@@ -4,6 +4,7 @@
 // rows read, for the output columns the crop keeps, and is rounded to uint8
 // (as Pillow does); the vertical pass then produces the kept rows, which are
 // written straight into the batch tensor through a per-channel lookup table.
+// Where Pillow runs the vertical pass first, so does this.
 // All arithmetic is integer, so the result does not depend on vectorisation,
 // thread count or the order of the sums.
 #include "preprocess.hpp"
@@ -49,43 +50,44 @@ inline int64_t round_half_even_div2(int64_t d) {
     return (fl % 2 == 0) ? fl : fl + 1;
 }
 
-// Horizontal pass: rows [r0, r1) of the image, output columns held by `ch`,
-// CP channels kept (the first CP of each input pixel). Rows are processed R
-// at a time through a transposed block, so that for each output column the
-// R*CP accumulators are updated by contiguous, vectorisable loops.
+// Horizontal pass over `nrows` rows starting at `src` (rows `src_stride` bytes
+// apart, `cin` channels per pixel, column 0 of `src` being input column
+// `col_origin`), for the output columns held by `ch`, keeping the first CP
+// channels. Rows are processed R at a time through a transposed block, so that
+// for each output column the R*CP accumulators are updated by contiguous,
+// vectorisable loops.
 template <int CP>
-void horizontal_pass(const ImageView& im, const AxisCoeffs& ch, int64_t r0, int64_t r1, uint8_t* tmp,
-                     int64_t tmp_stride, std::vector<uint8_t>& block) {
+void horizontal_pass(const uint8_t* src, int64_t src_stride, int64_t cin, int64_t col_origin, int64_t nrows,
+                     const AxisCoeffs& ch, uint8_t* tmp, int64_t tmp_stride, std::vector<uint8_t>& block) {
     constexpr int R = CP == 3 ? 8 : 16;
     constexpr int L = R * CP;
     const int64_t xb = ch.in_begin, nx = ch.in_end - ch.in_begin;
     const int64_t nout = ch.out_end - ch.out_begin;
-    const int64_t cin = im.channels;
     const int ksize = ch.ksize;
     block.assign(static_cast<size_t>(nx * L), 0);
     uint8_t* tb = block.data();
-    for (int64_t rb = r0; rb < r1; rb += R) {
-        const int nr = static_cast<int>(std::min<int64_t>(R, r1 - rb));
+    for (int64_t rb = 0; rb < nrows; rb += R) {
+        const int nr = static_cast<int>(std::min<int64_t>(R, nrows - rb));
         for (int r = 0; r < nr; ++r) {
-            const uint8_t* src = im.data + (rb + r) * im.row_stride + xb * cin;
+            const uint8_t* row = src + (rb + r) * src_stride + (xb - col_origin) * cin;
             uint8_t* t = tb + r * CP;
             for (int64_t x = 0; x < nx; ++x) {
-                for (int c = 0; c < CP; ++c) t[x * L + c] = src[x * cin + c];
+                for (int c = 0; c < CP; ++c) t[x * L + c] = row[x * cin + c];
             }
         }
         for (int64_t j = 0; j < nout; ++j) {
             const int32_t* w = ch.weights.data() + j * ksize;
-            const uint8_t* src = tb + (ch.first[j] - xb) * L;
+            const uint8_t* s0 = tb + (ch.first[j] - xb) * L;
             const int n = ch.count[j];
             int32_t acc[L];
             for (int l = 0; l < L; ++l) acc[l] = kHalf;
             for (int t = 0; t < n; ++t) {
                 const int32_t wt = w[t];
-                const uint8_t* s = src + t * L;
+                const uint8_t* s = s0 + t * L;
                 for (int l = 0; l < L; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
             }
             for (int r = 0; r < nr; ++r) {
-                uint8_t* d = tmp + (rb - r0 + r) * tmp_stride + j * CP;
+                uint8_t* d = tmp + (rb + r) * tmp_stride + j * CP;
                 for (int c = 0; c < CP; ++c) d[c] = clip8(acc[r * CP + c]);
             }
         }
@@ -170,8 +172,10 @@ struct Writer {
 };
 
 struct Scratch {
-    std::vector<uint8_t> block, tmp, line;
+    std::vector<uint8_t> block, tmp, mid, line;
 };
+
+inline int64_t round_up64(int64_t v) { return (v + 63) / 64 * 64; }
 
 struct ImageJob {
     ResizePlan plan;
@@ -187,6 +191,26 @@ void process_image(const ImageView& im, const ImageJob& job, const Writer<T>& wr
     if (c0 > p.left || c1 < p.left + wr.ow || d0 > p.top || d1 < p.top + wr.oh) wr.pad();
     if (c1 <= c0 || d1 <= d0) return;
     const int64_t ncols = c1 - c0, len = ncols * CP;
+    if (job.ch && job.cv && p.resized_h < im.height && im.height - p.resized_h > 2 * (im.width - p.resized_w)) {
+        // Pillow (>= 13) runs the vertical pass first when the height shrinks by
+        // more than twice as many pixels as the width; rounding makes the order matter.
+        const AxisCoeffs &ch = *job.ch, &cv = *job.cv;
+        const int64_t vlen = (ch.in_end - ch.in_begin) * im.channels, vstride = round_up64(vlen);
+        s.mid.resize(static_cast<size_t>((d1 - d0) * vstride));
+        for (int64_t i = d0; i < d1; ++i) {
+            const int64_t j = i - cv.out_begin;
+            vertical_row(im.data + cv.first[j] * im.row_stride + ch.in_begin * im.channels, im.row_stride,
+                         cv.weights.data() + j * cv.ksize, cv.count[j], vlen, s.mid.data() + (i - d0) * vstride);
+        }
+        const int64_t stride = round_up64(len);
+        s.tmp.resize(static_cast<size_t>((d1 - d0) * stride));
+        horizontal_pass<CP>(s.mid.data(), vstride, im.channels, ch.in_begin, d1 - d0, ch, s.tmp.data(), stride,
+                            s.block);
+        for (int64_t i = d0; i < d1; ++i) {
+            wr.template row<CP>(s.tmp.data() + (i - d0) * stride, i - p.top, c0 - p.left, ncols);
+        }
+        return;
+    }
     // Input rows that the kept output rows read.
     const int64_t r0 = job.cv ? job.cv->in_begin : d0;
     const int64_t r1 = job.cv ? job.cv->in_end : d1;
@@ -195,9 +219,10 @@ void process_image(const ImageView& im, const ImageJob& job, const Writer<T>& wr
     const uint8_t* rows;
     int64_t stride;
     if (job.ch) {
-        stride = (len + 63) / 64 * 64;
+        stride = round_up64(len);
         s.tmp.resize(static_cast<size_t>((r1 - r0) * stride));
-        horizontal_pass<CP>(im, *job.ch, r0, r1, s.tmp.data(), stride, s.block);
+        horizontal_pass<CP>(im.data + r0 * im.row_stride, im.row_stride, im.channels, 0, r1 - r0, *job.ch,
+                            s.tmp.data(), stride, s.block);
         rows = s.tmp.data();
     } else if (im.channels == CP) {
         stride = im.row_stride;
