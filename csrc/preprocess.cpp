@@ -50,52 +50,93 @@ inline int64_t round_half_even_div2(int64_t d) {
     return (fl % 2 == 0) ? fl : fl + 1;
 }
 
+// The hot loops are plain integer C++ that the compiler vectorises. Where the
+// toolchain supports function multiversioning (GCC on x86-64 ELF), an AVX2
+// clone is also built and picked at load time; integer results are identical.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define INSTAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define INSTAB_SIMD_CLONES
+#endif
+
+// Copies `nx` pixels of one row into lane `r * CP` of a transposed block whose
+// columns are LS bytes apart. With CP == 3 four bytes are moved at a time; the
+// extra byte lands on the next row's lane (rewritten when that row is copied)
+// or, for the last row, on the block padding. The last pixel is copied
+// exactly, so the source is never read past its end.
+template <int CP, int CIN, int LS>
+inline void transpose_row(const uint8_t* row, int64_t nx, uint8_t* t) {
+    if constexpr (CP == 3 && (CIN == 3 || CIN == 4)) {
+        for (int64_t x = 0; x + 1 < nx; ++x) std::memcpy(t + x * LS, row + x * CIN, 4);
+        if (nx > 0) std::memcpy(t + (nx - 1) * LS, row + (nx - 1) * CIN, 3);
+    } else {
+        for (int64_t x = 0; x < nx; ++x) {
+            for (int c = 0; c < CP; ++c) t[x * LS + c] = row[x * CIN + c];
+        }
+    }
+}
+
 // Horizontal pass over `nrows` rows starting at `src` (rows `src_stride` bytes
-// apart, `cin` channels per pixel, column 0 of `src` being input column
+// apart, CIN channels per pixel, column 0 of `src` being input column
 // `col_origin`), for the output columns held by `ch`, keeping the first CP
 // channels. Rows are processed R at a time through a transposed block, so that
 // for each output column the R*CP accumulators are updated by contiguous,
 // vectorisable loops.
-template <int CP>
-void horizontal_pass(const uint8_t* src, int64_t src_stride, int64_t cin, int64_t col_origin, int64_t nrows,
-                     const AxisCoeffs& ch, uint8_t* tmp, int64_t tmp_stride, std::vector<uint8_t>& block) {
+template <int CP, int CIN>
+INSTAB_SIMD_CLONES void horizontal_pass(const uint8_t* src, int64_t src_stride, int64_t col_origin,
+                                        int64_t nrows, const AxisCoeffs& ch, uint8_t* tmp, int64_t tmp_stride,
+                                        std::vector<uint8_t>& block) {
     constexpr int R = CP == 3 ? 8 : 16;
-    constexpr int L = R * CP;
+    constexpr int L = R * CP;             // lanes in use
+    constexpr int LS = CP == 3 ? 32 : L;  // block column stride (padding for the 4-byte copies)
     const int64_t xb = ch.in_begin, nx = ch.in_end - ch.in_begin;
     const int64_t nout = ch.out_end - ch.out_begin;
     const int ksize = ch.ksize;
-    block.assign(static_cast<size_t>(nx * L), 0);
+    block.assign(static_cast<size_t>(nx * LS), 0);
     uint8_t* tb = block.data();
     for (int64_t rb = 0; rb < nrows; rb += R) {
         const int nr = static_cast<int>(std::min<int64_t>(R, nrows - rb));
         for (int r = 0; r < nr; ++r) {
-            const uint8_t* row = src + (rb + r) * src_stride + (xb - col_origin) * cin;
-            uint8_t* t = tb + r * CP;
-            for (int64_t x = 0; x < nx; ++x) {
-                for (int c = 0; c < CP; ++c) t[x * L + c] = row[x * cin + c];
-            }
+            transpose_row<CP, CIN, LS>(src + (rb + r) * src_stride + (xb - col_origin) * CIN, nx, tb + r * CP);
         }
         for (int64_t j = 0; j < nout; ++j) {
             const int32_t* w = ch.weights.data() + j * ksize;
-            const uint8_t* s0 = tb + (ch.first[j] - xb) * L;
+            const uint8_t* s0 = tb + (ch.first[j] - xb) * LS;
             const int n = ch.count[j];
             int32_t acc[L];
             for (int l = 0; l < L; ++l) acc[l] = kHalf;
             for (int t = 0; t < n; ++t) {
                 const int32_t wt = w[t];
-                const uint8_t* s = s0 + t * L;
+                const uint8_t* s = s0 + t * LS;
                 for (int l = 0; l < L; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
             }
+            uint8_t out[L];
+            for (int l = 0; l < L; ++l) out[l] = clip8(acc[l]);
             for (int r = 0; r < nr; ++r) {
-                uint8_t* d = tmp + (rb + r) * tmp_stride + j * CP;
-                for (int c = 0; c < CP; ++c) d[c] = clip8(acc[r * CP + c]);
+                std::memcpy(tmp + (rb + r) * tmp_stride + j * CP, out + r * CP, CP);
             }
         }
     }
 }
 
+template <int CP>
+void horizontal_pass_any(const uint8_t* src, int64_t src_stride, int64_t cin, int64_t col_origin, int64_t nrows,
+                         const AxisCoeffs& ch, uint8_t* tmp, int64_t tmp_stride, std::vector<uint8_t>& block) {
+    if constexpr (CP == 1) {
+        (void)cin;  // grey input only
+        horizontal_pass<1, 1>(src, src_stride, col_origin, nrows, ch, tmp, tmp_stride, block);
+    } else if (cin == 4) {
+        horizontal_pass<CP, 4>(src, src_stride, col_origin, nrows, ch, tmp, tmp_stride, block);
+    } else if (cin == 3) {
+        horizontal_pass<CP, 3>(src, src_stride, col_origin, nrows, ch, tmp, tmp_stride, block);
+    } else {
+        throw std::invalid_argument("images: an RGB pass needs 3 or 4 input channels");
+    }
+}
+
 // Vertical pass for one output row: n taps on rows base, base + stride, ...
-void vertical_row(const uint8_t* base, int64_t stride, const int32_t* w, int n, int64_t len, uint8_t* out) {
+INSTAB_SIMD_CLONES void vertical_row(const uint8_t* base, int64_t stride, const int32_t* w, int n, int64_t len,
+                                     uint8_t* out) {
     constexpr int B = 64;
     int64_t j = 0;
     for (; j + B <= len; j += B) {
@@ -204,7 +245,7 @@ void process_image(const ImageView& im, const ImageJob& job, const Writer<T>& wr
         }
         const int64_t stride = round_up64(len);
         s.tmp.resize(static_cast<size_t>((d1 - d0) * stride));
-        horizontal_pass<CP>(s.mid.data(), vstride, im.channels, ch.in_begin, d1 - d0, ch, s.tmp.data(), stride,
+        horizontal_pass_any<CP>(s.mid.data(), vstride, im.channels, ch.in_begin, d1 - d0, ch, s.tmp.data(), stride,
                             s.block);
         for (int64_t i = d0; i < d1; ++i) {
             wr.template row<CP>(s.tmp.data() + (i - d0) * stride, i - p.top, c0 - p.left, ncols);
@@ -221,7 +262,7 @@ void process_image(const ImageView& im, const ImageJob& job, const Writer<T>& wr
     if (job.ch) {
         stride = round_up64(len);
         s.tmp.resize(static_cast<size_t>((r1 - r0) * stride));
-        horizontal_pass<CP>(im.data + r0 * im.row_stride, im.row_stride, im.channels, 0, r1 - r0, *job.ch,
+        horizontal_pass_any<CP>(im.data + r0 * im.row_stride, im.row_stride, im.channels, 0, r1 - r0, *job.ch,
                             s.tmp.data(), stride, s.block);
         rows = s.tmp.data();
     } else if (im.channels == CP) {
