@@ -103,15 +103,16 @@ INSTAB_SIMD_CLONES void horizontal_pass(const uint8_t* src, int64_t src_stride, 
             const int32_t* w = ch.weights.data() + j * ksize;
             const uint8_t* s0 = tb + (ch.first[j] - xb) * LS;
             const int n = ch.count[j];
-            int32_t acc[L];
-            for (int l = 0; l < L; ++l) acc[l] = kHalf;
+            // All LS lanes are accumulated (padding included): whole vectors, no remainder.
+            int32_t acc[LS];
+            for (int l = 0; l < LS; ++l) acc[l] = kHalf;
             for (int t = 0; t < n; ++t) {
                 const int32_t wt = w[t];
                 const uint8_t* s = s0 + t * LS;
-                for (int l = 0; l < L; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
+                for (int l = 0; l < LS; ++l) acc[l] += wt * static_cast<int32_t>(s[l]);
             }
-            uint8_t out[L];
-            for (int l = 0; l < L; ++l) out[l] = clip8(acc[l]);
+            uint8_t out[LS];
+            for (int l = 0; l < LS; ++l) out[l] = clip8(acc[l]);
             for (int r = 0; r < nr; ++r) {
                 std::memcpy(tmp + (rb + r) * tmp_stride + j * CP, out + r * CP, CP);
             }
