@@ -26,6 +26,7 @@ namespace {
 
 constexpr int kPrecisionBits = 22;  // Pillow: PRECISION_BITS = 32 - 8 - 2
 constexpr int32_t kHalf = int32_t{1} << (kPrecisionBits - 1);
+constexpr int64_t kMaxSide = 2147483647;  // positions are int32
 constexpr int32_t kMaxAcc = (int32_t{1} << (kPrecisionBits + 8)) - 1;
 
 // Pillow's bilinear (triangle) filter, support 1.
@@ -305,8 +306,8 @@ void check_params(const PreprocessParams& prm, int64_t n) {
         throw std::invalid_argument("size: must be at least 1x1, got " + std::to_string(prm.out_h) + "x" +
                                     std::to_string(prm.out_w));
     }
-    if (prm.short_side < 1) {
-        throw std::invalid_argument("short_side: must be >= 1, got " + std::to_string(prm.short_side));
+    if (prm.short_side < 1 || prm.short_side > kMaxSide) {
+        throw std::invalid_argument("short_side: must be in 1..2^31-1, got " + std::to_string(prm.short_side));
     }
 }
 
@@ -424,6 +425,9 @@ ResizePlan plan_resize(int64_t height, int64_t width, int64_t short_side, int64_
     ResizePlan p;
     // torchvision's rule: new_long = int(new_short * long / short), in double.
     const int64_t shorter = std::min(height, width), longer = std::max(height, width);
+    if (short_side < 1 || short_side > kMaxSide || height < 1 || width < 1) {
+        throw std::invalid_argument("plan_resize: sizes must be in 1..2^31-1");
+    }
     const double longd = static_cast<double>(short_side * longer) / static_cast<double>(shorter);
     if (!(longd < 2147483647.0)) {
         throw std::invalid_argument("images: a " + std::to_string(height) + "x" + std::to_string(width) +

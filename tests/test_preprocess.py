@@ -232,6 +232,7 @@ GOOD = np.zeros((4, 4, 3), np.uint8)
         (dict(crop=1.5), ValueError, "crop"),
         (dict(crop=float("nan")), ValueError, "crop"),
         (dict(crop="a"), TypeError, "crop"),
+        (dict(crop=1e-12), ValueError, "crop"),
         (dict(layout="chw"), ValueError, "layout"),
         (dict(dtype="float64"), ValueError, "dtype"),
         (dict(dtype="int8"), ValueError, "dtype"),
@@ -265,3 +266,9 @@ def test_core_validates_too():
         core.preprocess([GOOD], 2, 2, 2, "nhwc", "float32", None)
     with pytest.raises(ValueError, match="short_side"):
         core.preprocess([GOOD], 2, 2, 0, "nhwc", "uint8", None)
+
+
+def test_resize_beyond_32_bits_is_refused():
+    strip = np.zeros((1, 100_000, 3), np.uint8)
+    with pytest.raises(ValueError, match="beyond 2"):
+        instab.preprocess([strip], 224, crop=224 / 30_000)

@@ -23,6 +23,7 @@ __all__ = ["preprocess", "resize_plan", "short_side_for"]
 SizeLike = Union[int, tuple[int, int], Sequence[int]]
 _DEFAULT_SCALE = (1 / 255, 1 / 255, 1 / 255)
 _DEFAULT_OFFSET = (0.0, 0.0, 0.0)
+_MAX_SIDE = 2**31 - 1  # resized sides must fit the kernel's 32-bit positions
 
 
 def _parse_size(size: Any) -> tuple[int, int]:
@@ -215,4 +216,6 @@ def preprocess(
         levels = np.arange(256, dtype=np.float32)
         lut = np.ascontiguousarray(levels[None, :] * scale_a[:, None] + offset_a[:, None], dtype=np.float32)
     short_side = max(1, round(min(out_h, out_w) / crop_f))
+    if short_side > _MAX_SIDE:
+        raise ValueError(f"crop: {crop!r} would resize the shorter side to {short_side} pixels (limit {_MAX_SIDE})")
     return core.preprocess(items, out_h, out_w, short_side, layout_s, dtype_s, lut, int(threads))
