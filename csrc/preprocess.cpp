@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -54,10 +55,13 @@ inline int64_t round_half_even_div2(int64_t d) {
 // The hot loops are plain integer C++ that the compiler vectorises. Where the
 // toolchain supports function multiversioning (GCC on x86-64 ELF), an AVX2
 // clone is also built and picked at load time; integer results are identical.
+// (Define INSTAB_SIMD_CLONES empty to build without, e.g. under sanitizers.)
+#ifndef INSTAB_SIMD_CLONES
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
 #define INSTAB_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define INSTAB_SIMD_CLONES
+#endif
 #endif
 
 // Copies `nx` pixels of one row into lane `r * CP` of a transposed block whose
@@ -352,9 +356,14 @@ void run(const ImageView* images, int64_t n, const PreprocessParams& prm, T* out
     }
 
     const int64_t per_image = prm.out_h * prm.out_w * 3;
-    parallel_for(n, threads, [&](int64_t b, int64_t e) {
+    // Images differ in size, and on a busy machine a worker may stall: workers
+    // take the next image from a shared counter. Each image's output depends only
+    // on that image, so the result is the same whichever worker computes it.
+    std::atomic<int64_t> next{0};
+    const int workers = chunk_count(n, threads);
+    parallel_for(workers, workers, [&](int64_t, int64_t) {
         Scratch scratch;
-        for (int64_t i = b; i < e; ++i) {
+        for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
             Writer<T> wr{out + i * per_image, prm.out_h, prm.out_w, prm.nchw, prm.lut};
             if (images[i].channels == 1) {
                 process_image<1>(images[i], jobs[static_cast<size_t>(i)], wr, scratch);
