@@ -89,7 +89,7 @@ def _image_list(images: Any) -> list[np.ndarray]:
         if images.ndim != 4:
             raise ValueError(
                 f"images: expected a 4-D NHWC uint8 batch or a list of HxWxC arrays, got shape {images.shape}"
-                " (wrap a single image in a list)"
+                " (wrap a single image in a list; give a grey batch a channel axis)"
             )
         if images.dtype != np.uint8:
             raise TypeError(f"images: expected uint8, got {images.dtype}")
