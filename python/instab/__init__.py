@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 
 __all__ = ["InstabilityResult", "instability", "__version__"]
 
+from instab.preprocessing import preprocess  # noqa: E402
+
+__all__ += ["preprocess"]
+
 from instab import models  # noqa: E402
 from instab.inference import Classifier, Prediction  # noqa: E402
 

@@ -21,11 +21,7 @@ import onnxruntime as ort
 from instab import models as _models
 from instab._decode import DECODE_MODES, decode
 from instab._native import core
-
-try:
-    from instab.preprocessing import preprocess
-except ImportError:  # pragma: no cover - until the C++ preprocessing lands
-    from instab._preprocess_fallback import preprocess
+from instab.preprocessing import preprocess
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
