@@ -285,3 +285,67 @@ def test_legacy_reader_refuses_code_and_bad_files(tmp_path):
     junk.write_bytes(b"PK\x03\x04 not a legacy file")
     with pytest.raises(ValueError, match="legacy"):
         load_state_dict(junk)
+
+
+def _tiny_classifier(layout: str, classes: int, softmax: bool, size: int = 8) -> onnx.ModelProto:
+    """A float model: global average pool + fully connected (+ softmax)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, 3, size, size] if layout == "nchw" else [1, size, size, 3]
+    rng = np.random.default_rng(1)
+    nodes = []
+    x = "pixels"
+    if layout == "nhwc":
+        nodes.append(helper.make_node("Transpose", [x], ["t"], perm=[0, 3, 1, 2]))
+        x = "t"
+    nodes += [
+        helper.make_node("GlobalAveragePool", [x], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "w", "b"], ["z" if softmax else "scores"], transB=1),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["z"], ["scores"], axis=1))
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, classes])],
+        [numpy_helper.from_array(rng.normal(size=(classes, 3)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.zeros(classes, np.float32), "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("classes,softmax", [(1000, False), (1001, True)])
+def test_spec_inference_on_plain_float_graphs(tmp_path, layout, classes, softmax):
+    proto = _tiny_classifier(layout, classes, softmax)
+    spec = models.infer_spec(proto)
+    assert spec.layout == layout and spec.dtype == "float32" and spec.size == 8
+    assert spec.output_kind == ("probabilities" if softmax else "logits")
+    assert spec.class_offset == (1 if classes == 1001 else 0) and spec.num_classes == 1000
+    assert (spec.input_name, spec.output_name) == ("pixels", "scores")
+    # No quantization to read the scaling from: ImageNet mean/std on [0, 1] pixels.
+    np.testing.assert_allclose(np.array(spec.scale) * 255 * np.array(models.IMAGENET_STD), 1.0)
+    np.testing.assert_allclose(spec.offset, -np.array(models.IMAGENET_MEAN) / np.array(models.IMAGENET_STD))
+    path = tmp_path / "tiny.onnx"
+    onnx.save(proto, str(path))
+    m = models.load(path)
+    assert m.proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == _graph.BATCH_DIM
+    p = instab.Classifier(m, threads=1).predict(np.zeros((2, 20, 30, 3), np.uint8) + 90, k=3, full_scores=True)
+    assert p.ok.all() and p.full_scores.shape == (2, 1000)
+    total = p.full_scores.sum(axis=1)
+    if classes == 1000:
+        np.testing.assert_allclose(total, 1.0, atol=1e-5)  # softmax of the logits
+    else:
+        assert ((total > 0) & (total < 1)).all()  # the background column's mass is dropped
+
+
+def test_spec_inference_rejects_non_images():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+    )
+    with pytest.raises(ValueError, match="4-D"):
+        models.infer_spec(helper.make_model(graph))
