@@ -169,8 +169,9 @@ def backward(
 # ---------------------------------------------------------------- elementwise
 
 
-def _zero_like(ctx: GradContext, dy: str) -> str:
-    return ctx.b.const(np.float32(0.0))
+def _masked(b: NodeBuilder, mask: str, dy: str) -> str:
+    # Mul by the mask cast to float: ONNX Runtime's Where is several times slower.
+    return b.op("Mul", [dy, b.op("Cast", [mask], to=onnx.TensorProto.FLOAT)])
 
 
 @rule("Identity", "Dropout")
@@ -189,13 +190,13 @@ def _cast(ctx, node, dys, want):
 def _relu(ctx, node, dys, want):
     b = ctx.b
     mask = b.op("Greater", [node.output[0], b.const(np.float32(0))])
-    return [b.op("Where", [mask, dys[0], _zero_like(ctx, dys[0])])]
+    return [_masked(b, mask, dys[0])]
 
 
 @rule("Clip")
 def _clip(ctx, node, dys, want):
     b = ctx.b
-    x = node.input[0]
+    y = node.output[0]  # lo < y < hi exactly where lo < x < hi; keeping y frees x earlier
     if any(want[1:]):
         raise UnsupportedOperatorError(f"Clip node {node.name!r}: its min/max bounds cannot be trained")
     if len(node.input) == 1 and (attr(node, "min") is not None or attr(node, "max") is not None):
@@ -207,13 +208,13 @@ def _clip(ctx, node, dys, want):
         hi = node.input[2] if len(node.input) > 2 else ""
     mask = None
     if lo:
-        mask = b.op("Greater", [x, lo])
+        mask = b.op("Greater", [y, lo])
     if hi:
-        m2 = b.op("Less", [x, hi])
+        m2 = b.op("Less", [y, hi])
         mask = m2 if mask is None else b.op("And", [mask, m2])
     if mask is None:
         return [dys[0]] + [None] * (len(node.input) - 1)
-    return [b.op("Where", [mask, dys[0], _zero_like(ctx, dys[0])])] + [None] * (len(node.input) - 1)
+    return [_masked(b, mask, dys[0])] + [None] * (len(node.input) - 1)
 
 
 @rule("Min", "Max")
@@ -230,7 +231,7 @@ def _minmax(ctx, node, dys, want):
             mask = b.op("And", [eq, b.op("Not", [taken])])
         taken = eq if taken is None else b.op("Or", [taken, eq])
         if want[i]:
-            g = b.op("Where", [mask, dy, _zero_like(ctx, dy)])
+            g = _masked(b, mask, dy)
             out.append(ctx.unbroadcast(g, x, y, node))
         else:
             out.append(None)

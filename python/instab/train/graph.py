@@ -25,6 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 from instab.train.autodiff import backward
 from instab.train.builder import NodeBuilder
 from instab.train.optim import Optimizer
+from instab.train.simplify import fold_clamps
 
 LOSSES = ("kl", "embedding", "ce")
 _LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -325,8 +326,9 @@ def build_training_graph(
         class_offset = 1 if n_out == 1001 else 0
 
     targets = {logits} | ({embedding} if embedding else set())
-    fwd = _prune(list(graph.node), targets)
     constants = _constants(graph)
+    fwd, clamp_inits = fold_clamps(_prune(list(graph.node), targets), constants, targets, shapes)
+    constants.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
     taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(constants)
     taken |= {X, X_NOISY, LABELS, LR, STEP, LOSS, CE, STABILITY}
     b = NodeBuilder("train/", taken, shapes)
@@ -386,7 +388,8 @@ def build_training_graph(
         outputs.append(helper.make_tensor_value_info(dst, TensorProto.FLOAT, src_shape))
 
     pset = set(params)
-    inits = [i for i in graph.initializer if i.name not in pset] + b.initializers
+    used = {i for n in fwd for i in n.input}
+    inits = [i for i in graph.initializer if i.name not in pset and i.name in used] + clamp_inits + b.initializers
     tgraph = helper.make_graph(head + fwd + loss_nodes + grad_nodes + opt_nodes, "instab_training", inputs, outputs, inits)
     tmodel = helper.make_model(tgraph, opset_imports=list(proto.opset_import), producer_name="instab.train")
     tmodel.ir_version = proto.ir_version
@@ -413,7 +416,7 @@ def _loss_nodes(
     f = lambda v: b.const(np.float32(v))  # noqa: E731
     big = np.iinfo(np.int64).max
     n = b.op("Shape", [LABELS], hint="n")
-    nf = b.op("Cast", [n], to=TensorProto.FLOAT)
+    nf = b.op("Cast", [b.op("Squeeze", [n])], to=TensorProto.FLOAT)  # scalar batch size
     two = loss != "ce"
     zc = b.op("Slice", [logits, b.ints([0]), n, b.ints([0])], hint="z_clean") if two else logits
     y = LABELS if not class_offset else b.op("Add", [LABELS, b.ints([class_offset])])

@@ -1,0 +1,168 @@
+"""Training data: labelled images from a folder, the model's input format, and the perturbation of x'."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+Perturb = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How uint8 RGB NHWC images become the model's input tensor: ``pixel * scale + offset``, cast, laid out."""
+
+    layout: str = "nhwc"
+    dtype: str = "uint8"
+    size: int = 224
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    crop: float = 0.875
+
+    @classmethod
+    def from_model(cls, model: onnx.ModelProto, spec=None) -> InputFormat:
+        """Read the format from an instab model spec when given, else from the graph's input shape and type."""
+        if spec is not None:
+            return cls(spec.layout, spec.dtype, int(spec.size), tuple(spec.scale), tuple(spec.offset), spec.crop)
+        inits = {i.name for i in model.graph.initializer}
+        inp = next(i for i in model.graph.input if i.name not in inits)
+        t = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(dims) != 4:
+            raise ValueError(f"model input {inp.name!r}: expected a 4-D image batch, got {dims}")
+        layout = "nhwc" if dims[3] == 3 else "nchw" if dims[1] == 3 else None
+        if layout is None:
+            raise ValueError(f"model input {inp.name!r}: cannot tell NHWC from NCHW in shape {dims}")
+        size = dims[1] if layout == "nhwc" else dims[2]
+        if t.elem_type == onnx.TensorProto.UINT8:
+            return cls(layout, "uint8", int(size or 224))
+        if t.elem_type == onnx.TensorProto.FLOAT:
+            raise ValueError(
+                f"model input {inp.name!r} is float32: its pixel scaling is unknown, pass an InputFormat "
+                "(or a model spec) with scale and offset"
+            )
+        raise ValueError(f"model input {inp.name!r}: unsupported element type {t.elem_type}")
+
+    def to_input(self, images: np.ndarray) -> np.ndarray:
+        """Convert a uint8 [N, H, W, 3] batch to the model's input tensor."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images: expected a uint8 [N, H, W, 3] batch, got {images.dtype} {images.shape}")
+        if self.dtype == "uint8":
+            x = images
+        else:
+            x = images.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        if self.layout == "nchw":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x)
+
+
+def read_labels(path: str | Path) -> list[tuple[str, int]]:
+    """(file, class_index) rows of a CSV with columns ``file,class_index``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels: {path} does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        if "file" not in cols or "class_index" not in cols:
+            raise ValueError(f"labels: {path} must have columns 'file' and 'class_index', found {cols}")
+        rows = []
+        for k, row in enumerate(reader, start=2):
+            try:
+                rows.append((row["file"], int(row["class_index"])))
+            except (TypeError, ValueError):
+                raise ValueError(f"labels: {path} line {k}: class_index {row['class_index']!r} is not an integer") from None
+    return rows
+
+
+def load_image(path: Path, size: int, crop: float = 0.875) -> np.ndarray:
+    """Decode, resize the shorter side to ``round(size / crop)`` (bilinear) and centre-crop to size x size."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        short = round(size / crop)
+        if w <= h:
+            nw, nh = short, max(short, round(h * short / w))
+        else:
+            nw, nh = max(short, round(w * short / h)), short
+        im = im.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def load_dataset(
+    images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Load labelled images; returns (uint8 [N, size, size, 3], int64 labels, files, errors).
+
+    A file that cannot be read is skipped and reported in ``errors``; the rest load.
+    """
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images: {images_dir} is not a folder")
+    rows = read_labels(labels_csv)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit: expected a positive number of images, got {limit}")
+        rows = rows[:limit]
+    imgs, labels, files, errors = [], [], [], []
+    for name, cls in rows:
+        try:
+            imgs.append(load_image(images_dir / name, size, crop))
+        except Exception as exc:  # a corrupt or missing file is recorded, the rest go on
+            errors.append(f"{name}: {exc}")
+            continue
+        labels.append(cls)
+        files.append(name)
+    if not imgs:
+        raise ValueError(f"images: none of the {len(rows)} listed images could be read ({errors[:3]})")
+    return np.stack(imgs), np.asarray(labels, np.int64), files, errors
+
+
+def make_perturbation(text: str) -> Perturb:
+    """``perturb(images, seed, first_index)`` for an environment string such as ``noise:gaussian,sigma=0.1``."""
+    from instab import environments
+
+    try:
+        env = environments.parse(text)
+    except ModuleNotFoundError:
+        env = None
+    if env is not None:
+
+        def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
+            out = env.apply(images, seed=seed, first_index=first_index)
+            bad = [e for e in (out.errors or []) if e]
+            if bad:
+                raise ValueError(f"noise {text!r}: {bad[0]}")
+            return np.asarray(out.images)
+
+        return apply
+    spec = environments.parse_spec(text)
+    if spec.kind != "noise" or spec.words != ("gaussian",):
+        raise ValueError(f"noise {text!r}: this environment is not available in this build")
+    spec.check(words=("gaussian",), keys=("sigma",))
+    sigma = spec.param("sigma", 0.1, float)
+    return gaussian_noise(sigma)
+
+
+def gaussian_noise(sigma: float) -> Perturb:
+    """Additive Gaussian noise of std ``sigma`` (in units of the full 0..1 pixel range), keyed per image."""
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma: expected a finite value >= 0, got {sigma}")
+
+    def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
+        out = np.empty_like(images)
+        for i in range(len(images)):
+            rng = np.random.default_rng([seed, first_index + i])
+            noisy = images[i].astype(np.float32) + rng.standard_normal(images[i].shape, np.float32) * (sigma * 255)
+            out[i] = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        return out
+
+    return apply
