@@ -82,6 +82,10 @@ class TorchGraph(torch.nn.Module):
             return _attr(n, "alpha", 1.0) * (a @ b) + _attr(n, "beta", 1.0) * ins[2]
         if op == "Softmax":
             return torch.softmax(ins[0], dim=_attr(n, "axis", -1))
+        if op == "Cast":
+            return ins[0].to(torch.float32)
+        if op == "Sub":
+            return ins[0] - ins[1]
         if op == "Identity":
             return ins[0]
         if op == "DequantizeLinear":
@@ -90,13 +94,17 @@ class TorchGraph(torch.nn.Module):
         raise NotImplementedError(op)
 
 
-def stability_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float, loss: str = "kl") -> torch.Tensor:
-    """CE on the clean half plus alpha * KL(p(x) || p(x')) (the graph's definition)."""
+def stability_loss(
+    logits: torch.Tensor, labels: torch.Tensor, alpha: float, loss: str = "kl", embedding: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CE on the clean half plus alpha * KL(p(x) || p(x')) or alpha * mean squared embedding distance."""
     n = len(labels)
     zc, zn = logits[:n], logits[n:]
     ce = F.cross_entropy(zc, labels)
     if loss == "ce":
         return ce
+    if loss == "embedding":
+        return ce + alpha * ((embedding[:n] - embedding[n:]) ** 2).sum() / n
     logp, logq = F.log_softmax(zc, -1), F.log_softmax(zn, -1)
     kl = (logp.exp() * (logp - logq)).sum() / n
     return ce + alpha * kl
