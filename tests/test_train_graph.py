@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from instab.train import Optimizer, UnsupportedOperatorError, build_training_graph
-from instab.train.data import gaussian_noise
+from instab.train.dataset import gaussian_noise
 from instab.train.graph import updated_name
 from instab.train.loop import Trainer
 from train_helpers import run_model, session, tiny_classifier, tiny_data

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from instab.train import Optimizer, build_training_graph  # noqa: E402
-from instab.train.data import gaussian_noise  # noqa: E402
+from instab.train.dataset import gaussian_noise  # noqa: E402
 from instab.train.graph import find_logits  # noqa: E402
 from instab.train.loop import Trainer  # noqa: E402
 from train_helpers import tiny_classifier, tiny_data  # noqa: E402

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,25 +60,6 @@ class InputFormat:
         return np.ascontiguousarray(x)
 
 
-def read_labels(path: str | Path) -> list[tuple[str, int]]:
-    """(file, class_index) rows of a CSV with columns ``file,class_index``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels: {path} does not exist")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        if "file" not in cols or "class_index" not in cols:
-            raise ValueError(f"labels: {path} must have columns 'file' and 'class_index', found {cols}")
-        rows = []
-        for k, row in enumerate(reader, start=2):
-            try:
-                rows.append((row["file"], int(row["class_index"])))
-            except (TypeError, ValueError):
-                raise ValueError(f"labels: {path} line {k}: class_index {row['class_index']!r} is not an integer") from None
-    return rows
-
-
 def load_image(path: Path, size: int, crop: float = 0.875) -> np.ndarray:
     """Decode, resize the shorter side to ``round(size / crop)`` (bilinear) and centre-crop to size x size."""
     from PIL import Image
@@ -100,27 +80,30 @@ def load_image(path: Path, size: int, crop: float = 0.875) -> np.ndarray:
 def load_dataset(
     images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875, limit: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Load labelled images; returns (uint8 [N, size, size, 3], int64 labels, files, errors).
+    """Load the images of a labels CSV (``file,class_index``); returns (uint8 [N, size, size, 3], labels, files, errors).
 
-    A file that cannot be read is skipped and reported in ``errors``; the rest load.
+    A row that cannot be used (bad label, missing or corrupt file) is skipped and
+    reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
     """
+    from instab.data import read_labels_csv
+
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images: {images_dir} is not a folder")
-    rows = read_labels(labels_csv)
+    rows, errors = read_labels_csv(labels_csv, images_dir)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit: expected a positive number of images, got {limit}")
         rows = rows[:limit]
-    imgs, labels, files, errors = [], [], [], []
-    for name, cls in rows:
+    imgs, labels, files = [], [], []
+    for row in rows:
         try:
-            imgs.append(load_image(images_dir / name, size, crop))
-        except Exception as exc:  # a corrupt or missing file is recorded, the rest go on
-            errors.append(f"{name}: {exc}")
+            imgs.append(load_image(row.path, size, crop))
+        except Exception as exc:  # a corrupt file is recorded, the rest go on
+            errors.append(f"{row.path.name}: {exc}")
             continue
-        labels.append(cls)
-        files.append(name)
+        labels.append(row.labels[0])  # training uses the first of several correct labels
+        files.append(row.path.name)
     if not imgs:
         raise ValueError(f"images: none of the {len(rows)} listed images could be read ({errors[:3]})")
     return np.stack(imgs), np.asarray(labels, np.int64), files, errors
