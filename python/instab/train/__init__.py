@@ -9,10 +9,13 @@ checkpoints, and exports the fine-tuned inference model.
 
 from instab.train.autodiff import UnsupportedOperatorError, supported_operators
 from instab.train.graph import TrainingGraph, build_gradient_graph, build_training_graph, parameter_layers
+from instab.train.loop import StepResult, Trainer
 from instab.train.optim import Optimizer
 
 __all__ = [
     "Optimizer",
+    "StepResult",
+    "Trainer",
     "TrainingGraph",
     "UnsupportedOperatorError",
     "build_gradient_graph",
