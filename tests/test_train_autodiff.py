@@ -217,3 +217,31 @@ def test_supported_list_covers_the_issue():
         "Squeeze", "Unsqueeze", "Reshape", "Flatten", "MatMul", "Gemm", "Softmax", "LogSoftmax",
     }
     assert need <= set(supported_operators())
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 2), cg=st.integers(1, 3), mg=st.integers(1, 2), group=st.integers(1, 3),
+    h=st.integers(1, 7), w=st.integers(1, 7), kh=st.integers(1, 3), kw=st.integers(1, 3),
+    sh=st.integers(1, 3), sw=st.integers(1, 3), pads=st.lists(st.integers(0, 2), min_size=4, max_size=4),
+    bias=st.booleans(), seed=st.integers(0, 2**16),
+)
+def test_conv_property(n, cg, mg, group, h, w, kh, kw, sh, sw, pads, bias, seed):
+    """Random Conv geometries (grouped, strided, padded, odd and 1-pixel sizes) against finite differences."""
+    from hypothesis import assume
+
+    assume(h + pads[0] + pads[2] >= kh and w + pads[1] + pads[3] >= kw)
+    rng = np.random.default_rng(seed)
+    c, m = cg * group, mg * group
+    feeds = {"X": rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32),
+             "W": rng.uniform(-1, 1, (m, cg, kh, kw)).astype(np.float32)}
+    ins = ["X", "W"]
+    if bias:
+        feeds["B"] = rng.uniform(-1, 1, m).astype(np.float32)
+        ins.append("B")
+    node = helper.make_node("Conv", ins, ["Y"], kernel_shape=[kh, kw], strides=[sh, sw], pads=pads, group=group)
+    fd_check(make_model([node], feeds, "Y"), feeds, ins, seed=seed)
