@@ -102,3 +102,18 @@ def test_one_step_matches_torch(float_model, samples):
         scale = np.abs(grads[p]).max() + 1e-6
         # float32 sums over 2 x 112 x 112 pixels in another order: ~3e-4 of the largest entry
         assert np.abs(ours_grad - grads[p]).max() <= 2e-3 * scale, p
+
+
+def test_embedding_layer_on_mobilenet(float_model, samples):
+    images, labels = samples[0][:4], samples[1][:4]
+    tg = build_training_graph(float_model, loss="embedding", alpha=0.1, optimizer="sgd", trainable="embedding")
+    assert tg.params[:2] == ["embedding/W", "embedding/b"] and len(tg.params) == 4
+    assert tg.initial["embedding/W"].shape == (1280, 1280)
+    tr = Trainer(tg)
+    from train_helpers import run_model
+
+    before = run_model(tr.export(), images)
+    np.testing.assert_allclose(before, run_model(float_model.proto, images), atol=1e-5)
+    r = tr.step(images, gaussian_noise(0.1)(images, 0, 0), labels, 1e-3)
+    assert r.stability > 0 and np.isfinite(r.loss)
+    assert not np.allclose(run_model(tr.export(), images), before)

@@ -173,8 +173,9 @@ def _classifier(model: onnx.ModelProto, logits: str) -> tuple[onnx.NodeProto, in
     producer = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name for i in model.graph.initializer}
     node = producer.get(logits)
-    while node is not None and node.op_type in ("Add", "Identity", "Reshape", "Flatten"):
-        nxt = [producer[i] for i in node.input if i in producer]
+    # Walk back through the bias and shape/saturation ops that may follow the classifier's product.
+    while node is not None and node.op_type in ("Add", "Identity", "Reshape", "Flatten", "Squeeze", "Clip"):
+        nxt = [producer[i] for i in node.input if i in producer and i not in inits]
         node = nxt[0] if len(nxt) == 1 else None
     if node is None or node.op_type not in ("MatMul", "Gemm"):
         raise ValueError("model: no MatMul/Gemm classifier layer found before the logits (needed for the embedding)")
