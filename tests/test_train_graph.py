@@ -216,3 +216,20 @@ def test_clamp_folding_preserves_the_forward_pass():
     probs = run_model(m, IMAGES[:6])
     out = run_graph(tg, tg.initial, IMAGES[:6], None, LABELS[:6])
     assert float(out["ce"]) == pytest.approx(-np.mean(np.log(probs[np.arange(6), LABELS[:6]])), rel=1e-5)
+
+
+def test_model_tensor_names_that_clash_with_the_training_graph():
+    m = tiny_classifier()
+    ren = {"image": "x", "logits": "loss", "feat": "labels"}
+    for n in m.graph.node:
+        n.input[:] = [ren.get(i, i) for i in n.input]
+        n.output[:] = [ren.get(o, o) for o in n.output]
+    m.graph.input[0].name = "x"
+    for loss in ("kl", "embedding"):
+        tg = build_training_graph(m, loss=loss, optimizer="sgd")
+        tr = Trainer(tg)
+        r = tr.step(IMAGES[:4], NOISE(IMAGES[:4], 0, 0), LABELS[:4], 0.01)
+        assert np.isfinite(r.loss)
+        tuned = tr.export()
+        assert tuned.graph.input[0].name == "x"
+        assert run_model(tuned, IMAGES[:2]).shape == (2, 10)

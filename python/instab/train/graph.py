@@ -191,7 +191,6 @@ def _insert_embedding(model: onnx.ModelProto, logits: str) -> tuple[str, list[st
     if node.op_type == "Gemm" and (k == 0 and _attr(node, "transA", 0) or k == 1):
         raise ValueError(f"classifier node {node.name!r}: only Gemm(features, W) without transA is supported")
     graph = model.graph
-    vi = {v.name: v for v in list(graph.value_info) + list(graph.input)}
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = _shapes(inferred)
     feat = node.input[k]
@@ -211,8 +210,32 @@ def _insert_embedding(model: onnx.ModelProto, logits: str) -> tuple[str, list[st
     node.input[k] = h
     for j, nn in enumerate(new_nodes):
         graph.node.insert(idx + j, nn)
-    del vi
     return h, [w, bias]
+
+
+RESERVED = {X, X_NOISY, LABELS, LR, STEP, LOSS, CE, STABILITY}
+
+
+def _avoid_reserved_names(proto: onnx.ModelProto, *keep: str | None) -> list[str | None]:
+    """Rename model tensors that clash with the training graph's own input/output names.
+
+    Returns the names in ``keep`` after renaming. Initializers are never renamed
+    (their names are the parameters' identity); a clash there is an error.
+    """
+    g = proto.graph
+    clash = [i.name for i in g.initializer if i.name in RESERVED]
+    if clash:
+        raise ValueError(f"model: initializer name(s) {clash} are reserved by the training graph")
+    names = {t for n in g.node for t in n.output} | {i.name for i in g.input}
+    ren = {t: f"model::{t}" for t in names & RESERVED}
+    if not ren:
+        return list(keep)
+    for n in g.node:
+        n.input[:] = [ren.get(i, i) for i in n.input]
+        n.output[:] = [ren.get(o, o) for o in n.output]
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = ren.get(v.name, v.name)
+    return [ren.get(k, k) if k else k for k in keep]
 
 
 def _attr(node, name, default=None):
@@ -303,6 +326,8 @@ def build_training_graph(
     if loss == "embedding" or trainable == "embedding":
         embedding, emb_params = _insert_embedding(proto, logits)
     inference = copy.deepcopy(proto)
+    logits, embedding = _avoid_reserved_names(proto, logits, embedding)
+    image = _image_input(graph)
 
     layers = parameter_layers(proto)
     if not layers:
@@ -331,7 +356,7 @@ def build_training_graph(
     fwd, clamp_inits = fold_clamps(_prune(list(graph.node), targets), constants, targets, shapes)
     constants.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
     taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(constants)
-    taken |= {X, X_NOISY, LABELS, LR, STEP, LOSS, CE, STABILITY}
+    taken |= RESERVED
     b = NodeBuilder("train/", taken, shapes)
 
     two = loss != "ce"
@@ -352,18 +377,15 @@ def build_training_graph(
     b.nodes.clear()
 
     # Optimizer update.
-    step = STEP if optimizer.uses_step() else None
     state: dict[str, np.ndarray] = {}
-    outputs_extra: list[tuple[str, str]] = []
+    slots: dict[str, list[str]] = {}
     for p in params:
-        slots = [state_name(p, s) for s in optimizer.slots()]
-        for s in slots:
+        slots[p] = [state_name(p, s) for s in optimizer.slots()]
+        for s in slots[p]:
             state[s] = np.zeros(shapes[p], np.float32)
-        new_p, new_s = optimizer.emit(b, p, grads[p], slots, LR, step)
-        outputs_extra.append((new_p, updated_name(p)))
-        outputs_extra += [(ns, updated_name(s)) for ns, s in zip(new_s, slots)]
-    for src, dst in outputs_extra:
-        b.nodes.append(helper.make_node("Identity", [src], [dst], name=f"train/out/{dst}"))
+    new_values = optimizer.update(b, grads, slots, LR, STEP if optimizer.uses_step() else None)
+    for name, src in new_values.items():
+        b.nodes.append(helper.make_node("Identity", [src], [updated_name(name)], name=f"train/out/{name}"))
     opt_nodes = list(b.nodes)
 
     initial = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in set(params)}
@@ -375,18 +397,16 @@ def build_training_graph(
         inputs.append(helper.make_tensor_value_info(X_NOISY, dtype, img_shape))
     inputs.append(helper.make_tensor_value_info(LABELS, TensorProto.INT64, ["N"]))
     inputs.append(helper.make_tensor_value_info(LR, TensorProto.FLOAT, []))
-    if step:
+    if optimizer.uses_step():
         inputs.append(helper.make_tensor_value_info(STEP, TensorProto.FLOAT, []))
     for p in params:
         inputs.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, shapes[p]))
     for s, v in state.items():
         inputs.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, list(v.shape)))
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in (LOSS, CE, STABILITY)]
-    for _, dst in outputs_extra:
-        src_shape = list(state[dst[: -len("::updated")]].shape) if dst[: -len("::updated")] in state else shapes[
-            dst[: -len("::updated")]
-        ]
-        outputs.append(helper.make_tensor_value_info(dst, TensorProto.FLOAT, src_shape))
+    for name in new_values:
+        shape = list(state[name].shape) if name in state else shapes[name]
+        outputs.append(helper.make_tensor_value_info(updated_name(name), TensorProto.FLOAT, shape))
 
     pset = set(params)
     used = {i for n in fwd for i in n.input}

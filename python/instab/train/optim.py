@@ -43,8 +43,23 @@ class Optimizer:
     def uses_step(self) -> bool:
         return self.kind != "sgd"
 
-    def emit(
-        self, b: NodeBuilder, param: str, grad: str, state: list[str], lr: str, step: str | None
+    def update(
+        self, b: NodeBuilder, grads: dict[str, str], slots: dict[str, list[str]], lr: str, step: str | None
+    ) -> dict[str, str]:
+        """Append the update of every parameter in ``grads`` (state tensors in ``slots``).
+
+        Returns {parameter or state name: tensor holding its new value}.
+        """
+        scalars = self._scalars(b, lr, step) if self.kind != "sgd" else None
+        out: dict[str, str] = {}
+        for p, g in grads.items():
+            new_p, new_s = self._emit(b, p, g, slots[p], lr, scalars)
+            out[p] = new_p
+            out.update(zip(slots[p], new_s))
+        return out
+
+    def _emit(
+        self, b: NodeBuilder, param: str, grad: str, state: list[str], lr: str, scalars: tuple[str, str] | None
     ) -> tuple[str, list[str]]:
         """Append the update of one parameter; return (new parameter, new state tensors)."""
         f = lambda v: b.const(np.float32(v))  # noqa: E731
@@ -59,7 +74,8 @@ class Optimizer:
         m_old, v_old = state
         m = b.op("Add", [b.op("Mul", [m_old, f(self.beta1)]), b.op("Mul", [g, f(1 - self.beta1)])])
         v = b.op("Add", [b.op("Mul", [v_old, f(self.beta2)]), b.op("Mul", [b.op("Mul", [g, g]), f(1 - self.beta2)])])
-        step_size, sqrt_bc2 = self._scalars(b, lr, step)
+        assert scalars is not None
+        step_size, sqrt_bc2 = scalars
         denom = b.op("Add", [b.op("Div", [b.op("Sqrt", [v]), sqrt_bc2]), f(self.eps)])
         p = param
         if self.weight_decay and self.kind == "adamw":
@@ -68,14 +84,10 @@ class Optimizer:
         return new, [m, v]
 
     def _scalars(self, b: NodeBuilder, lr: str, step: str | None) -> tuple[str, str]:
-        # Bias corrections depend only on the step: build them once per graph.
-        cache = getattr(b, "_adam_scalars", None)
-        if cache is not None:
-            return cache
-        assert step is not None
+        """lr / (1 - beta1^t) and sqrt(1 - beta2^t): Adam's bias corrections, shared by all parameters."""
+        if step is None:
+            raise ValueError(f"optimizer {self.kind}: needs the step counter input")
         f = lambda v: b.const(np.float32(v))  # noqa: E731
         bc1 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta1), step])])
         bc2 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta2), step])])
-        out = (b.op("Div", [lr, bc1]), b.op("Sqrt", [bc2]))
-        b._adam_scalars = out  # type: ignore[attr-defined]
-        return out
+        return b.op("Div", [lr, bc1]), b.op("Sqrt", [bc2])
