@@ -84,3 +84,13 @@ def test_bad_arguments(folder):
     with pytest.raises(ValueError, match="trainable"):
         a = parse(base + ["--trainable", "some"])
         a.func(a)
+
+
+def test_divergence_is_reported(folder):
+    args = parse([
+        "train", "--model", str(folder / "float.onnx"), "--images", str(folder), "--labels", str(folder / "labels.csv"),
+        "--optimizer", "sgd", "--lr", "1e30", "--epochs", "3", "--batch-size", "4", "--out", str(folder / "o.onnx"),
+        "--quiet",
+    ])
+    with pytest.raises(ValueError, match="diverged.*--lr"):
+        args.func(args)

@@ -126,11 +126,14 @@ def run_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     t0 = time.perf_counter()
-    hist = trainer.fit(
-        images, labels, fmt.to_input, perturb, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
-        seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, log=log,
-        progress=not args.quiet,
-    )
+    try:
+        hist = trainer.fit(
+            images, labels, fmt.to_input, perturb, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+            seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, log=log,
+            progress=not args.quiet,
+        )
+    except FloatingPointError as exc:
+        raise ValueError(f"{exc}; try a smaller --lr (was {lr})") from None
     trainer.export(out)
     if hist:
         first, last = hist[0], hist[-1]
