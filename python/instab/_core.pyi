@@ -15,3 +15,16 @@ def instability(
 def topk(
     scores: npt.NDArray[np.floating[Any]], k: int, threads: int = 0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]: ...
+def preprocess(
+    images: list[npt.NDArray[np.uint8]] | tuple[npt.NDArray[np.uint8], ...],
+    out_h: int,
+    out_w: int,
+    short_side: int,
+    layout: str,
+    dtype: str,
+    lut: npt.NDArray[np.float32] | None,
+    threads: int = 0,
+) -> npt.NDArray[Any]: ...
+def preprocess_plan(
+    height: int, width: int, short_side: int, out_h: int, out_w: int
+) -> tuple[int, int, int, int]: ...
