@@ -60,21 +60,12 @@ class InputFormat:
         return np.ascontiguousarray(x)
 
 
-def load_image(path: Path, size: int, crop: float = 0.875) -> np.ndarray:
-    """Decode, resize the shorter side to ``round(size / crop)`` (bilinear) and centre-crop to size x size."""
+def decode_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to a uint8 RGB HWC array."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        short = round(size / crop)
-        if w <= h:
-            nw, nh = short, max(short, round(h * short / w))
-        else:
-            nw, nh = max(short, round(w * short / h)), short
-        im = im.resize((nw, nh), Image.BILINEAR)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def load_dataset(
@@ -82,10 +73,14 @@ def load_dataset(
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Load the images of a labels CSV (``file,class_index``); returns (uint8 [N, size, size, 3], labels, files, errors).
 
+    Images are resized (shorter side to ``round(size / crop)``) and centre-cropped by
+    :func:`instab.preprocessing.preprocess`.
+
     A row that cannot be used (bad label, missing or corrupt file) is skipped and
     reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
     """
     from instab.data import read_labels_csv
+    from instab.preprocessing import preprocess
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -95,18 +90,20 @@ def load_dataset(
         if limit < 1:
             raise ValueError(f"limit: expected a positive number of images, got {limit}")
         rows = rows[:limit]
-    imgs, labels, files = [], [], []
+    decoded, labels, files = [], [], []
     for row in rows:
         try:
-            imgs.append(load_image(row.path, size, crop))
+            decoded.append(decode_rgb(row.path))
         except Exception as exc:  # a corrupt file is recorded, the rest go on
             errors.append(f"{row.path.name}: {exc}")
             continue
         labels.append(row.labels[0])  # training uses the first of several correct labels
         files.append(row.path.name)
-    if not imgs:
+    if not decoded:
         raise ValueError(f"images: none of the {len(rows)} listed images could be read ({errors[:3]})")
-    return np.stack(imgs), np.asarray(labels, np.int64), files, errors
+    # The classifiers' own resize + centre crop (Pillow-exact), kept as uint8 so that x' can be made from it.
+    images = preprocess(decoded, size, crop=crop, dtype="uint8")
+    return images, np.asarray(labels, np.int64), files, errors
 
 
 def make_perturbation(text: str) -> Perturb:
