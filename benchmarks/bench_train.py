@@ -21,11 +21,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from instab.train import Optimizer, build_training_graph  # noqa: E402
-from instab.train.dataset import gaussian_noise  # noqa: E402
-from instab.train.graph import find_logits  # noqa: E402
-from instab.train.loop import Trainer  # noqa: E402
-from train_helpers import tiny_classifier, tiny_data  # noqa: E402
+from instab.train import Optimizer, build_training_graph
+from instab.train.dataset import gaussian_noise
+from instab.train.graph import find_logits
+from instab.train.loop import Trainer
+from train_helpers import tiny_classifier, tiny_data
 
 ALPHA, LR = 0.1, 1e-4
 OPT = Optimizer("sgd", momentum=0.9)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import helper
-
 from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
+from onnx import helper
 from train_helpers import fd_check, make_model
 
 R = np.random.default_rng(1234)
@@ -49,7 +48,7 @@ def test_conv(case):
     if bias:
         feeds["B"] = rand(m)
         ins.append("B")
-    attrs = dict(kernel_shape=list(k), strides=list(s), group=g)
+    attrs = {"kernel_shape": list(k), "strides": list(s), "group": g}
     if auto_pad:
         attrs["auto_pad"] = auto_pad
     else:
@@ -219,8 +218,8 @@ def test_supported_list_covers_the_issue():
     assert need <= set(supported_operators())
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @settings(max_examples=30, deadline=None)

@@ -7,9 +7,8 @@ import argparse
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
-
 from instab.train.cli import add_train_parser
+from PIL import Image
 from train_helpers import run_model, tiny_classifier, tiny_data
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from instab.train.dataset import InputFormat, gaussian_noise, load_dataset, make_perturbation
+from PIL import Image
 from train_helpers import tiny_classifier
 
 

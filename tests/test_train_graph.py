@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
 from instab.train import Optimizer, UnsupportedOperatorError, build_training_graph
 from instab.train.dataset import gaussian_noise
 from instab.train.graph import updated_name
 from instab.train.loop import Trainer
+from onnx import TensorProto, helper, numpy_helper
 from train_helpers import run_model, session, tiny_classifier, tiny_data
 
 IMAGES, LABELS = tiny_data(24)
@@ -54,7 +53,7 @@ def test_loss_gradient_matches_finite_differences(loss, smooth):
         v = rng.standard_normal(params[p].shape).astype(np.float32)
         eps = 1e-2 if smooth else 2e-4
 
-        def f(d):
+        def f(d, p=p, v=v):
             q = dict(params)
             q[p] = (params[p] + d * v).astype(np.float32)
             return float(run_graph(tg, q, x, xn, y)["loss"])
@@ -208,7 +207,7 @@ def test_clamp_folding_preserves_the_forward_pass():
     for n in g.node:
         if n.output[0] == "a1":
             n.output[0] = "a1_pre"
-    idx = [i for i, n in enumerate(g.node) if n.output[0] == "a1_pre"][0]
+    idx = next(i for i, n in enumerate(g.node) if n.output[0] == "a1_pre")
     g.node.insert(idx + 1, helper.make_node("Clip", ["a1_pre", "sat_lo", "sat_hi"], ["a1"]))
     tg = build_training_graph(m, loss="ce")
     clips = [n for n in tg.model.graph.node if n.op_type == "Clip" and not n.name.startswith("train/node")]

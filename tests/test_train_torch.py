@@ -7,12 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from instab.train import Optimizer, build_training_graph  # noqa: E402
-from instab.train.dataset import gaussian_noise  # noqa: E402
-from instab.train.graph import find_logits  # noqa: E402
-from instab.train.loop import Trainer  # noqa: E402
-from train_helpers import tiny_classifier, tiny_data  # noqa: E402
-from train_torch_oracle import TorchGraph, stability_loss  # noqa: E402
+from instab.train import Optimizer, build_training_graph
+from instab.train.dataset import gaussian_noise
+from instab.train.graph import find_logits
+from instab.train.loop import Trainer
+from train_helpers import tiny_classifier, tiny_data
+from train_torch_oracle import TorchGraph, stability_loss
 
 IMAGES, LABELS = tiny_data(16, seed=4)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
 from instab.train import build_gradient_graph
+from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 13
 
@@ -61,7 +60,7 @@ def fd_check(
         assert g.shape == feeds[t].shape, (t, g.shape, feeds[t].shape)
         v = rng.standard_normal(feeds[t].shape).astype(np.float32)
 
-        def loss(delta: float) -> float:
+        def loss(delta: float, t: str = t, v: np.ndarray = v) -> float:
             f = dict(feeds)
             f[t] = (feeds[t].astype(np.float64) + delta * v).astype(np.float32)
             return float(np.sum(fwd.run([output], f)[0].astype(np.float64) * r))

@@ -140,6 +140,8 @@ def backward(
         want = [bool(i) and i in needs and i in reach for i in n.input]
         if not any(want):
             continue
+        if n.domain not in ("", "ai.onnx"):
+            raise UnsupportedOperatorError(f"cannot differentiate operator {n.domain}.{n.op_type} (node {n.name!r})")
         fn = _RULES.get(n.op_type)
         if fn is None:
             raise UnsupportedOperatorError(
@@ -147,9 +149,6 @@ def backward(
                 f"supported: {', '.join(supported_operators())}"
             )
         dys = [_sum(builder, grads[o]) if o in grads else None for o in n.output]
-        if domain := n.domain:
-            if domain not in ("", "ai.onnx"):
-                raise UnsupportedOperatorError(f"cannot differentiate operator {domain}.{n.op_type} (node {n.name!r})")
         dxs = fn(ctx, n, dys, want)
         for name, w, dx in zip(n.input, want, dxs):
             if w and dx is not None:
@@ -358,9 +357,10 @@ def _slice(ctx, node, dys, want):
     axes = list(range(len(starts)))
     if len(node.input) > 3 and node.input[3]:
         axes = ctx.constant(node.input[3], node, "axes").astype(np.int64).tolist()
-    if len(node.input) > 4 and node.input[4]:
-        if any(s != 1 for s in ctx.constant(node.input[4], node, "steps").tolist()):
-            raise UnsupportedOperatorError(f"Slice node {node.name!r}: only unit steps are differentiable")
+    if len(node.input) > 4 and node.input[4] and any(
+        s != 1 for s in ctx.constant(node.input[4], node, "steps").tolist()
+    ):
+        raise UnsupportedOperatorError(f"Slice node {node.name!r}: only unit steps are differentiable")
     pads = [0] * (2 * rank)
     for s, e, a in zip(starts, ends, axes):
         a %= rank
@@ -470,7 +470,7 @@ def _gemm(ctx, node, dys, want):
 
 def _conv_geometry(ctx: GradContext, node: onnx.NodeProto, kernel: list[int]):
     """Static (input spatial, output spatial, strides, pads) of a Conv/AveragePool node."""
-    x, y = node.input[0], node.output[0]
+    x = node.input[0]
     r = len(kernel)
     spatial = ctx.static_dims(x, node, range(2, 2 + r))
     strides = list(attr(node, "strides", [1] * r))

@@ -109,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
     perturb = make_perturbation(args.noise) if args.loss != "ce" else None
     opt = Optimizer(args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay)
     graph = build_training_graph(model, loss=args.loss, alpha=args.alpha, optimizer=opt, trainable=trainable)
-    images, labels, files, errors = load_dataset(args.images, args.labels, fmt.size, fmt.crop, args.limit)
+    images, labels, _files, errors = load_dataset(args.images, args.labels, fmt.size, fmt.crop, args.limit)
     for e in errors:
         print(f"instab train: skipped {e}", file=sys.stderr)
     providers = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}

@@ -94,7 +94,7 @@ def load_dataset(
     for row in rows:
         try:
             decoded.append(decode_rgb(row.path))
-        except Exception as exc:  # a corrupt file is recorded, the rest go on
+        except Exception as exc:  # noqa: BLE001 -- any undecodable file is recorded, the rest go on
             errors.append(f"{row.path.name}: {exc}")
             continue
         labels.append(row.labels[0])  # training uses the first of several correct labels

@@ -434,7 +434,7 @@ def _loss_nodes(
     b: NodeBuilder, loss: str, alpha: float, logits: str, embedding: str | None, n_out: int, class_offset: int
 ) -> dict[str, str]:
     """Append the loss and the gradient of the loss w.r.t. the logits (and embedding); return the seeds."""
-    f = lambda v: b.const(np.float32(v))  # noqa: E731
+    f = lambda v: b.const(np.float32(v))
     big = np.iinfo(np.int64).max
     n = b.op("Shape", [LABELS], hint="n")
     nf = b.op("Cast", [b.op("Squeeze", [n])], to=TensorProto.FLOAT)  # scalar batch size

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from instab.train.graph import CE, LABELS, LOSS, LR, STABILITY, STEP, X, X_NOISY, TrainingGraph, updated_name
+from instab.train.graph import CE, LABELS, LOSS, LR, STABILITY, STEP, X_NOISY, TrainingGraph, X, updated_name
 
 CHECKPOINT_VERSION = 1
 
@@ -233,8 +233,8 @@ class Trainer:
                         xn = to_input(perturb(clean, seed, first))
                     r = self.step(x, xn, labels[idx], lr)
                     self.batch += 1
-                    rec = dict(epoch=self.epoch, step=self.step_count, images=len(idx), loss=r.loss, ce=r.ce,
-                               stability=r.stability, lr=lr, seconds=time.perf_counter() - t0)
+                    rec = {"epoch": self.epoch, "step": self.step_count, "images": len(idx), "loss": r.loss,
+                           "ce": r.ce, "stability": r.stability, "lr": lr, "seconds": time.perf_counter() - t0}
                     history.append(rec)
                     if not np.isfinite(r.loss):
                         raise FloatingPointError(f"training diverged at step {self.step_count}: loss {r.loss}")
