@@ -1,0 +1,97 @@
+"""Instability counting: the C++ kernel (1 and 2 threads) beside a vectorized numpy baseline.
+
+Full sizes (the issue's): ranked 1,000,000 images x 10 environments x top-5;
+scores 100,000 x 10 x 1000 classes with k=5. Under --benchmark-disable (CI's
+correctness mode) the sizes shrink so the file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import instab
+
+
+def numpy_instability_counts(pred: np.ndarray, labels: np.ndarray, k: int, chunk: int = 5000):
+    """Vectorized numpy: correct/observed arrays and the unstable count."""
+    n, e = pred.shape[:2]
+    correct = np.empty((n, e), bool)
+    observed = np.empty((n, e), bool)
+    for s in range(0, n, chunk):
+        p = pred[s : s + chunk]
+        if p.dtype.kind == "f":
+            observed[s : s + chunk] = ~np.isnan(p[..., 0])
+            p = np.argpartition(-p, k - 1, axis=-1)[..., :k]
+        else:
+            observed[s : s + chunk] = p[..., 0] >= 0
+            p = p[..., :k]
+        lab = labels[s : s + chunk]
+        correct[s : s + chunk] = (p[..., :, None] == lab[:, None, None, :]).any(axis=(2, 3))
+    correct &= observed
+    n_obs = observed.sum(1)
+    n_ok = correct.sum(1)
+    unstable = (n_obs >= 2) & (n_ok > 0) & (n_ok < n_obs)
+    return correct, int(unstable.sum())
+
+
+def _ranked(n: int, e: int, m: int, classes: int = 1000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, (n, 1), dtype=np.int32)
+    # Mostly-right predictions, as a real model gives: the label at a random rank or absent.
+    pred = rng.integers(0, classes, (n, e, m), dtype=np.int32)
+    rank = rng.integers(0, 2 * m, (n, e))
+    rows, envs = np.nonzero(rank < m)
+    pred[rows, envs, rank[rows, envs]] = labels[rows, 0]
+    pred[rng.random((n, e)) < 0.05, :] = -1
+    return pred, labels
+
+
+def _scores(n: int, e: int, c: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c, (n, 1), dtype=np.int32)
+    scores = rng.random((n, e, c), dtype=np.float32)
+    scores[np.arange(n), :, labels[:, 0]] += rng.random((n, e), dtype=np.float32) * 0.02
+    return scores, labels
+
+
+@pytest.fixture(scope="module")
+def ranked_data(request):
+    full = not request.config.getoption("benchmark_disable")
+    pred, labels = _ranked(1_000_000 if full else 20_000, 10, 5)
+    return pred, labels, numpy_instability_counts(pred, labels, k=5)
+
+
+@pytest.fixture(scope="module")
+def scores_data(request):
+    full = not request.config.getoption("benchmark_disable")
+    scores, labels = _scores(100_000 if full else 500, 10, 1000)
+    return scores, labels, numpy_instability_counts(scores, labels, k=5)
+
+
+@pytest.mark.benchmark(group="instability-ranked-1Mx10xtop5")
+@pytest.mark.parametrize("impl", ["numpy", "core-1-thread", "core-2-threads"])
+def test_ranked(benchmark, ranked_data, impl):
+    pred, labels, (ref_correct, ref_unstable) = ranked_data
+    if impl == "numpy":
+        correct, n_unstable = benchmark(numpy_instability_counts, pred, labels, 5)
+    else:
+        threads = 1 if impl == "core-1-thread" else 2
+        r = benchmark(instab.instability, pred, labels, k=5, threads=threads)
+        correct, n_unstable = r.correct, r.n_unstable
+    np.testing.assert_array_equal(correct, ref_correct)
+    assert n_unstable == ref_unstable
+
+
+@pytest.mark.benchmark(group="instability-scores-100kx10x1000-k5")
+@pytest.mark.parametrize("impl", ["numpy", "core-1-thread", "core-2-threads"])
+def test_scores(benchmark, scores_data, impl):
+    scores, labels, (ref_correct, ref_unstable) = scores_data
+    if impl == "numpy":
+        correct, n_unstable = benchmark.pedantic(numpy_instability_counts, (scores, labels, 5), rounds=1)
+    else:
+        threads = 1 if impl == "core-1-thread" else 2
+        r = benchmark.pedantic(instab.instability, (scores, labels), {"k": 5, "threads": threads}, rounds=3)
+        correct, n_unstable = r.correct, r.n_unstable
+    np.testing.assert_array_equal(correct, ref_correct)
+    assert n_unstable == ref_unstable
