@@ -202,6 +202,8 @@ def parse(text: str) -> Environment:
     """Parse an environment's text form, e.g. ``jpeg:q=50,subsampling=420`` or ``distort:phone+jpeg:q=85``."""
     if not isinstance(text, str):
         raise TypeError(f"environment: expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("environment '': empty text, expected 'kind' or 'kind:options' (e.g. jpeg:q=85)")
     parts = [p for p in text.split("+")]
     if any(not p.strip() for p in parts):
         raise ValueError(f"environment {text!r}: empty part in a '+' chain")
