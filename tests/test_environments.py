@@ -47,7 +47,7 @@ def test_other_spellings_become_canonical(text, canonical):
     "text, match",
     [
         ("", "empty text"),
-        ("9x:q=1", "not a name"),
+        ("j/peg:q=1", "not a name"),
         ("jpeg:", "nothing after"),
         ("jpeg:q=", "key=value"),
         ("jpeg:q=85,,", "empty option"),
