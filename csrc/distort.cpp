@@ -10,6 +10,15 @@
 #include "parallel.hpp"
 #include "rng.hpp"
 
+// The pixel loops are compiled twice, for baseline x86-64 (SSE2) and for AVX2,
+// and the better one is picked at run time. The arithmetic is the same IEEE
+// float operations either way (no FMA contraction), so results are identical.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define INSTAB_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define INSTAB_CLONES
+#endif
+
 namespace instab::kernels {
 
 namespace {
@@ -49,9 +58,9 @@ inline float log_f(float x) {
     const int32_t bits = float_bits(x);
     int32_t e = ((bits >> 23) & 0xff) - 126;  // x = m * 2^e, m in [0.5, 1)
     float m = bits_float((bits & 0x007fffff) | 0x3f000000);
-    const bool small = m < 0.707106781186547524f;
-    e = small ? e - 1 : e;
-    m = small ? (m + m) - 1.0f : m - 1.0f;
+    const int32_t small = m < 0.707106781186547524f;
+    e = e - small;
+    m = (small ? m + m : m) - 1.0f;
     const float z = m * m;
     float y = 7.0376836292e-2f;
     y = y * m - 1.1514610310e-1f;
@@ -69,12 +78,13 @@ inline float log_f(float x) {
     return (m + y) + 0.693359375f * fe;
 }
 
-// exp(x) for x <= 0; arguments below -87 give exp(-87) (~1.6e-38).
+// exp(x) for x <= 0; arguments below -86 give exp(-86) (~4e-38), which keeps
+// every intermediate a normal float (denormals are very slow on x86).
 inline float exp_f(float x) {
-    x = x > -87.0f ? x : -87.0f;
+    x = std::max(x, -86.0f);
     const float t = x * 1.44269504088896341f + 0.5f;
     int32_t n = static_cast<int32_t>(t);  // floor(t); t may be negative
-    n = static_cast<float>(n) > t ? n - 1 : n;
+    n = n - static_cast<int32_t>(static_cast<float>(n) > t);
     const float fn = static_cast<float>(n);
     x = x - fn * 0.693359375f;
     x = x - fn * -2.12194440e-4f;
@@ -89,8 +99,13 @@ inline float exp_f(float x) {
     return y * bits_float((n + 127) << 23);
 }
 
-// x^g for x in [0, 1], g > 0.
-inline float pow_f(float x, float g) { return x > 0.0f ? exp_f(g * log_f(x)) : 0.0f; }
+// x^g for x in [0, 1], g > 0 (0 for x = 0). Denormal x is raised to the smallest
+// normal float first; the result is masked by multiplying by 0 or 1, which
+// keeps the loop free of branches.
+inline float pow_f(float x, float g) {
+    const float r = exp_f(g * log_f(std::max(x, 1.17549435e-38f)));
+    return r * static_cast<float>(x > 0.0f);
+}
 
 // cos(2 pi u) and sin(2 pi u) for u in [0, 1).
 inline void sincos_turn(float u, float& c, float& s) {
@@ -165,20 +180,57 @@ void draw_one(const DistortOp* ops, int n_ops, uint64_t stream, double* params) 
     }
 }
 
+// Philox4x32-10 (as rng.hpp) for kLanes consecutive counters at once, written
+// lane-wise so that the 32x32->64-bit products vectorize; u gets the four
+// words of block b as uniforms u[4b..4b+3] (23 random bits + 0.5, exact in
+// float, in (0, 1)).
+constexpr int kLanes = 8;
+
+void philox_uniforms(uint64_t seed, uint64_t stream, uint64_t counter0, int64_t blocks, float* u) {
+    for (int64_t b0 = 0; b0 < blocks; b0 += kLanes) {
+        uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
+        for (int l = 0; l < kLanes; ++l) {
+            const uint64_t ctr = counter0 + static_cast<uint64_t>(b0 + l);
+            c0[l] = static_cast<uint32_t>(ctr);
+            c1[l] = static_cast<uint32_t>(ctr >> 32);
+            c2[l] = static_cast<uint32_t>(stream);
+            c3[l] = static_cast<uint32_t>(stream >> 32);
+        }
+        uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+        for (int round = 0; round < 10; ++round) {
+            for (int l = 0; l < kLanes; ++l) {
+                const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0[l];
+                const uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2[l];
+                const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+                const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+                c1[l] = static_cast<uint32_t>(p1);
+                c3[l] = static_cast<uint32_t>(p0);
+                c0[l] = n0;
+                c2[l] = n2;
+            }
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        float* o = u + 4 * b0;
+        for (int l = 0; l < kLanes; ++l) {
+            o[4 * l + 0] = (static_cast<float>(c0[l] >> 9) + 0.5f) * (1.0f / 8388608.0f);
+            o[4 * l + 1] = (static_cast<float>(c1[l] >> 9) + 0.5f) * (1.0f / 8388608.0f);
+            o[4 * l + 2] = (static_cast<float>(c2[l] >> 9) + 0.5f) * (1.0f / 8388608.0f);
+            o[4 * l + 3] = (static_cast<float>(c3[l] >> 9) + 0.5f) * (1.0f / 8388608.0f);
+        }
+    }
+}
+
 // Standard normals z[0..count) for noise elements [e0, e0 + count) of one image:
 // element e is lane e % 4 of Philox block kNoiseCounter + e / 4, the lanes
 // being (z0, z1, z2, z3) of Box-Muller on the block's uniforms (u0, u1), (u2, u3).
-// u and z need room for count + 6 values.
-void normals(uint64_t seed, uint64_t stream, int64_t e0, int64_t count, float* u, float* z) {
+// u needs room for 8 * (count / 4 + kLanes + 2) values, z for count + 4.
+INSTAB_CLONES void normals(uint64_t seed, uint64_t stream, int64_t e0, int64_t count, float* u, float* z) {
     const int64_t first = e0 / 4, skip = e0 % 4;
     const int64_t blocks = (skip + count + 3) / 4;
-    for (int64_t b = 0; b < blocks; ++b) {
-        const Philox4x32 r = philox4x32_10(seed, stream, kNoiseCounter + static_cast<uint64_t>(first + b));
-        // 23 random bits + 0.5 is exact in float and lies in (0, 1).
-        for (int l = 0; l < 4; ++l) u[4 * b + l] = (static_cast<float>(r.v[l] >> 9) + 0.5f) * (1.0f / 8388608.0f);
-    }
+    philox_uniforms(seed, stream, kNoiseCounter + static_cast<uint64_t>(first), blocks, u);
     float* zz = z;  // z[k] is element e0 + k; zz[k] is element 4 * first + k
-    if (skip) zz = u + 4 * blocks;  // fill a scratch area, then copy
+    if (skip) zz = u + 4 * (blocks + kLanes);  // fill a scratch area past the uniforms, then copy
     for (int64_t q = 0; q < 2 * blocks; ++q) {  // Box-Muller on (u[2q], u[2q+1])
         const float r = std::sqrt(-2.0f * log_f(u[2 * q]));
         float c, sn;
@@ -191,7 +243,7 @@ void normals(uint64_t seed, uint64_t stream, int64_t e0, int64_t count, float* u
 
 struct Tile {
     float ch[3][kTile];
-    float u[2 * (kTile + 8)], z[kTile + 8];  // noise scratch for one channel
+    float u[8 * (kTile / 4 + kLanes + 2)], z[kTile + 4];  // noise scratch for one channel
 };
 
 // HSV helpers on one pixel; r, g, b in [0, 1]. Written without branches so the
@@ -224,7 +276,7 @@ inline void hsv_to_rgb(float h, float s, float v, float& r, float& g, float& b) 
 }
 
 // Runs ops [0, n_run) over np pixels of the tile starting at pixel p0.
-void run_ops(Tile& t, int64_t np, int nc, int64_t p0, int64_t npix, const DistortOp* ops, int n_run,
+INSTAB_CLONES void run_ops(Tile& t, int64_t np, int nc, int64_t p0, int64_t npix, const DistortOp* ops, int n_run,
              const double* params, const float* means, uint64_t stream) {
     for (int j = 0; j < n_run; ++j) {
         const float a = static_cast<float>(params[j * kDistortParams]);
@@ -292,19 +344,11 @@ void run_ops(Tile& t, int64_t np, int nc, int64_t p0, int64_t npix, const Distor
     }
 }
 
-// uint8 -> [0, 1] as v / 255 (float division, as the reference does).
-struct UnitTable {
-    float v[256];
-    UnitTable() {
-        for (int i = 0; i < 256; ++i) v[i] = static_cast<float>(i) / 255.0f;
-    }
-};
-const UnitTable kUnit;
-
-inline float to_unit(uint8_t v) { return kUnit.v[v]; }
+// uint8 -> [0, 1] as v / 255 (a float division, as the reference does).
+inline float to_unit(uint8_t v) { return static_cast<float>(v) / 255.0f; }
 
 template <class In>
-void load(Tile& t, const In* px, int64_t np, int64_t c, int nc) {
+INSTAB_CLONES void load(Tile& t, const In* px, int64_t np, int64_t c, int nc) {
     if (nc == 3) {
         for (int64_t p = 0; p < np; ++p) {
             t.ch[0][p] = to_unit(px[p * c]);
@@ -317,7 +361,7 @@ void load(Tile& t, const In* px, int64_t np, int64_t c, int nc) {
 }
 
 template <class In, class Out>
-void store(const Tile& t, const In* px, Out* o, int64_t np, int64_t c, int nc) {
+INSTAB_CLONES void store(const Tile& t, const In* px, Out* o, int64_t np, int64_t c, int nc) {
     if (nc == 3) {
         for (int64_t p = 0; p < np; ++p) {
             from_unit(t.ch[0][p], o[p * c]);
@@ -330,6 +374,19 @@ void store(const Tile& t, const In* px, Out* o, int64_t np, int64_t c, int nc) {
     if (c == 4) {  // alpha passes through (converted to the output type)
         for (int64_t p = 0; p < np; ++p) from_unit(to_unit(px[p * c + 3]), o[p * c + 3]);
     }
+}
+
+// Sum of n floats in double, in a fixed order (8 interleaved partial sums, so
+// the loop vectorizes without reassociation); sums of values in [0, 1] this
+// size are exact in double in practice, so the order matches numpy's sum.
+INSTAB_CLONES double tile_sum(const float* x, int64_t n) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t p = 0;
+    for (; p + 8 <= n; p += 8) {
+        for (int l = 0; l < 8; ++l) acc[l] += static_cast<double>(x[p + l]);
+    }
+    for (; p < n; ++p) acc[0] += static_cast<double>(x[p]);
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 template <class In, class Out>
@@ -346,9 +403,7 @@ void distort_image(const In* in, Out* out, int64_t npix, int64_t c, const Distor
             const int64_t np = std::min(kTile, npix - p0);
             load(t, in + p0 * c, np, c, nc);
             run_ops(t, np, nc, p0, npix, ops, j, params, means.data(), stream);
-            for (int k = 0; k < nc; ++k) {
-                for (int64_t p = 0; p < np; ++p) sum[k] += static_cast<double>(t.ch[k][p]);
-            }
+            for (int k = 0; k < nc; ++k) sum[k] += tile_sum(t.ch[k], np);
         }
         for (int k = 0; k < 3; ++k) means[j * 3 + k] = static_cast<float>(sum[k] / static_cast<double>(npix));
     }

@@ -145,8 +145,8 @@ def log_f(x: np.ndarray) -> np.ndarray:
     e = ((b >> 23) & 0xFF) - 126
     m = _from_bits((b & 0x007FFFFF) | 0x3F000000)
     small = m < f32(0.707106781186547524)
-    e = np.where(small, e - 1, e)
-    m = np.where(small, (m + m) - f32(1), m - f32(1)).astype(np.float32)
+    e = e - small.astype(np.int32)
+    m = (np.where(small, m + m, m) - f32(1)).astype(np.float32)
     z = m * m
     y = np.full_like(m, f32(7.0376836292e-2))
     for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
@@ -160,7 +160,7 @@ def log_f(x: np.ndarray) -> np.ndarray:
 
 
 def exp_f(x: np.ndarray) -> np.ndarray:
-    x = np.where(x > f32(-87), x, f32(-87)).astype(np.float32)
+    x = np.maximum(x, f32(-86)).astype(np.float32)
     t = x * f32(1.44269504088896341) + f32(0.5)
     n = t.astype(np.int32)
     n = np.where(n.astype(np.float32) > t, n - 1, n).astype(np.int32)
@@ -176,8 +176,8 @@ def exp_f(x: np.ndarray) -> np.ndarray:
 
 
 def pow_f(x: np.ndarray, g: np.float32) -> np.ndarray:
-    safe = np.where(x > 0, x, f32(1)).astype(np.float32)
-    return np.where(x > 0, exp_f(g * log_f(safe)), f32(0)).astype(np.float32)
+    r = exp_f(g * log_f(np.maximum(x, f32(1.17549435e-38)).astype(np.float32)))
+    return (r * (x > 0).astype(np.float32)).astype(np.float32)
 
 
 def sincos_turn(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
