@@ -186,7 +186,7 @@ void draw_one(const DistortOp* ops, int n_ops, uint64_t stream, double* params) 
 // float, in (0, 1)).
 constexpr int kLanes = 8;
 
-void philox_uniforms(uint64_t seed, uint64_t stream, uint64_t counter0, int64_t blocks, float* u) {
+INSTAB_CLONES void philox_uniforms(uint64_t seed, uint64_t stream, uint64_t counter0, int64_t blocks, float* u) {
     for (int64_t b0 = 0; b0 < blocks; b0 += kLanes) {
         uint32_t c0[kLanes], c1[kLanes], c2[kLanes], c3[kLanes];
         for (int l = 0; l < kLanes; ++l) {
