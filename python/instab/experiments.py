@@ -304,3 +304,50 @@ def phone_sweep(
     envs = ["original"] + [f"distort:phone,strength={fmt_number(s)}" for s in strengths]
     return run_environments(images_dir, labels_csv, model, envs, name="phone-sweep", **kwargs)
 
+
+EXPERIMENTS = {
+    "compression-quality": compression_quality,
+    "compression-format": compression_format,
+    "noise-sweep": noise_sweep,
+    "phone-sweep": phone_sweep,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m instab.experiments IMAGES_DIR [--labels CSV] [--models M ...] [--out DIR]``.
+
+    Runs the experiments for every model and prints the tables; with ``--out``
+    also writes ``<experiment>.txt`` and ``<experiment>.json`` there.
+    """
+    import argparse
+    import json
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m instab.experiments", description=main.__doc__)
+    ap.add_argument("images_dir")
+    ap.add_argument("--labels", help="labels CSV (default: IMAGES_DIR/labels.csv)")
+    ap.add_argument("--models", nargs="+", default=["mobilenet_v2_1.0_224_int8_st", "efficientnet-lite0"])
+    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--out", help="folder for .txt and .json tables")
+    args = ap.parse_args(argv)
+    labels = args.labels or str(Path(args.images_dir) / "labels.csv")
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    for name in args.experiments:
+        start = time.perf_counter()
+        tables = EXPERIMENTS[name](args.images_dir, labels, list(args.models), limit=args.limit, seed=args.seed,
+                                   threads=args.threads)
+        text = "\n\n".join(t.to_text() for t in tables) + f"\n({time.perf_counter() - start:.0f} s)\n"
+        print(text, flush=True)
+        if out:
+            (out / f"{name}.txt").write_text(text)
+            (out / f"{name}.json").write_text(json.dumps([t.to_dict() for t in tables], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
