@@ -15,6 +15,8 @@ from PIL import Image
 
 from instab.environments import parse
 
+import instab.codecs  # noqa: F401,E402  (registers pillow-heif with Pillow for the baseline loop)
+
 FORMATS = {
     "jpeg:q=85": ("JPEG", {"quality": 85}),
     "png": ("PNG", {}),
