@@ -31,3 +31,16 @@ def philox4x32(
 def philox_uniform(
     seed: int, streams: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.float64]: ...
+def preprocess(
+    images: list[npt.NDArray[np.uint8]] | tuple[npt.NDArray[np.uint8], ...],
+    out_h: int,
+    out_w: int,
+    short_side: int,
+    layout: str,
+    dtype: str,
+    lut: npt.NDArray[np.float32] | None,
+    threads: int = 0,
+) -> npt.NDArray[Any]: ...
+def preprocess_plan(
+    height: int, width: int, short_side: int, out_h: int, out_w: int
+) -> tuple[int, int, int, int]: ...
