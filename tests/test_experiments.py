@@ -135,3 +135,16 @@ def test_real_model_on_shared_samples(samples_dir, models_dir):
     sizes = [r.mean_size for r in table.rows]
     assert sizes[0] > sizes[1] > sizes[2]  # q=100 > q=85 > q=50
     assert 0.0 <= table.instability <= 0.5
+
+
+def test_command_line_writes_tables(dataset, tmp_path, monkeypatch, capsys):
+    folder, _ = dataset
+    monkeypatch.setattr(X, "_classifier", lambda model, threads: (MeanClassifier(), f"fake-{model}"))
+    out = tmp_path / "results"
+    assert X.main([str(folder), "--models", "a", "b", "--experiments", "compression-quality", "noise-sweep",
+                   "--limit", "5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("compression-quality", "noise-sweep"):
+        tables = json.loads((out / f"{name}.json").read_text())
+        assert [t["model"] for t in tables] == ["fake-a", "fake-b"] and tables[0]["n_images"] == 5
+        assert (out / f"{name}.txt").read_text().split("\n")[0] in printed
