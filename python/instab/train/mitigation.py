@@ -49,13 +49,13 @@ class MitigationConfig:
     trainable: str = "last:2"
     epochs: int = 3
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 5e-5
     optimizer: str = "adam"
     draws: int = 2
     losses: tuple[str, ...] = LOSSES
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     alphas: dict[str, tuple[float, ...]] = field(
-        default_factory=lambda: {"kl": (0.3, 1.0, 3.0), "embedding": (0.01, 0.03, 0.1)}
+        default_factory=lambda: {"kl": (1.0, 3.0, 10.0), "embedding": (0.003, 0.01, 0.03)}
     )
     sigmas: tuple[float, ...] = (0.02, 0.08)
     val_fraction: float = 0.2
@@ -717,13 +717,13 @@ def add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
     add("--trainable", default="last:2", help="layers to fine-tune: last:N (default last:2) or embedding")
     add("--epochs", type=int, default=3)
     add("--batch-size", type=int, default=32)
-    add("--lr", type=float, default=3e-4, help="Adam learning rate (default 3e-4)")
+    add("--lr", type=float, default=5e-5, help="Adam learning rate (default 5e-5)")
     add("--losses", default=",".join(LOSSES), help="comma-separated: kl,embedding")
     add("--schemes", default=",".join(DEFAULT_SCHEMES),
         help="noise schemes separated by ',' (or ';' when one is env:TEXT with commas); default "
              "gaussian,distortion,two-images,subsample:n=10")
-    add("--alphas-kl", type=_floats, default=(0.3, 1.0, 3.0), help="alpha grid for the KL loss")
-    add("--alphas-embedding", type=_floats, default=(0.01, 0.03, 0.1), help="alpha grid for the embedding loss")
+    add("--alphas-kl", type=_floats, default=(1.0, 3.0, 10.0), help="alpha grid for the KL loss")
+    add("--alphas-embedding", type=_floats, default=(0.003, 0.01, 0.03), help="alpha grid for the embedding loss")
     add("--sigmas", type=_floats, default=(0.02, 0.08), help="sigma grid for Gaussian noise")
     add("--val-fraction", type=float, default=0.2, help="share of training images held out for the search")
     add("--subsample-n", type=int, default=10)
