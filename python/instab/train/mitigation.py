@@ -581,7 +581,7 @@ def run_mitigation(
             t0 = time.perf_counter()
             full = M.Model(join(study.split, models[i]), start.spec, f"{start.name}-row{i}")
             q = quantize_int8(full, calib)
-            m = _measure_model(q, ev, evals.labels, config.threads)
+            m = _measure_model(q, ev, evals.labels, study)
             rows[i]["int8_accuracy"], rows[i]["int8_instability"] = m["accuracy"], m["instability"]
             rows[i]["int8_accuracy_per_device"] = m["accuracy_per_device"]
             log(f"  int8 of row {i} ({rows[i]['method']} {rows[i]['loss'] or ''} {rows[i]['noise'] or ''}): "
@@ -597,7 +597,7 @@ def run_mitigation(
         if isinstance(model, (str, Path)):
             orig = M.load(model)
             if orig.proto is not None and any(nd.op_type == "QuantizeLinear" for nd in orig.proto.graph.node):
-                m = _measure_model(orig, ev, evals.labels, config.threads)
+                m = _measure_model(orig, ev, evals.labels, study)
                 row("original int8 model", None, None, None, m)
 
     meta = {
@@ -618,15 +618,14 @@ def run_mitigation(
     return result
 
 
-def _measure_model(model, views: _Views, labels, threads) -> dict[str, Any]:
-    """Top-1 measures of a whole model (e.g. int8) on the uint8 views."""
-    from instab.inference import Classifier
-
-    clf = Classifier(model, threads=threads)
+def _measure_model(model, views: _Views, labels, study: _Study) -> dict[str, Any]:
+    """Top-1 measures of a whole model (e.g. int8) on the uint8 views, fed as the backbone is (no re-crop)."""
+    runner = FeatureRunner(model.proto, study.config.threads)
     ranked = []
     for im, ok in zip(views.images, views.ok):
-        p = clf.predict(im, k=5)
-        cls = p.classes.copy()
+        probs = runner(study.to_input(im))
+        probs = probs.reshape(len(probs), -1)[:, study.class_offset : study.class_offset + study.num_classes]
+        cls = _topk(probs.astype(np.float32), 5)
         cls[~ok] = -1
         ranked.append(cls)
     return measure(np.stack(ranked, axis=1), labels, 1)
