@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "parallel.hpp"
@@ -70,10 +72,8 @@ inline int64_t reflect(int64_t i, int64_t n) {
     return i < n ? i : period - i;
 }
 
-inline float clamp01(float v) {
-    if (!(v > 0.f)) return 0.f;  // also maps NaN to 0
-    return v > 1.f ? 1.f : v;
-}
+// std::max(0, v) is 0 for NaN ((0 < NaN) is false); both compile to minss/maxss.
+inline float clamp01(float v) { return std::min(std::max(0.f, v), 1.f); }
 
 // Encoding table: tone(gamma(x)) sampled at x = i / kLutSteps, read with linear
 // interpolation (error ~1e-7, far below one 16-bit step). Built once per curve.
@@ -88,6 +88,23 @@ const std::vector<float>& encode_table(Gamma g, Tone t) {
         tab.resize(kLutSteps + 1);
         for (int i = 0; i <= kLutSteps; ++i) {
             tab[i] = static_cast<float>(tone_forward(t, gamma_encode(g, static_cast<double>(i) / kLutSteps)));
+        }
+    });
+    return tables[gi][ti];
+}
+
+// For uint8 output: the encoded value already scaled and rounded, indexed by the
+// linear value rounded to 1/65535 (at most 0.03 of an 8-bit step off the exact curve).
+const std::vector<uint8_t>& encode_table8(Gamma g, Tone t) {
+    static std::once_flag flags[3][2];
+    static std::vector<uint8_t> tables[3][2];
+    const int gi = static_cast<int>(g), ti = static_cast<int>(t);
+    std::call_once(flags[gi][ti], [&] {
+        std::vector<uint8_t>& tab = tables[gi][ti];
+        tab.resize(65536);
+        for (int i = 0; i < 65536; ++i) {
+            const double v = tone_forward(t, gamma_encode(g, i / 65535.0));
+            tab[i] = static_cast<uint8_t>(std::floor(v * 255.0 + 0.5));
         }
     });
     return tables[gi][ti];
@@ -123,11 +140,6 @@ struct Window {
     inline float at(int dy, int64_t x, int dx) const { return rows[2 + dy][x + 2 + dx]; }
 };
 
-inline Window window(const float* plane, int64_t stride, int64_t y) {
-    Window w;
-    for (int k = 0; k < 5; ++k) w.rows[k] = plane + (y + k) * stride;
-    return w;
-}
 
 // ---- demosaic formulas at one pixel. P: mosaic window, c: column.
 // `hch` is the channel of the horizontal neighbours of a green pixel, `vch` of
@@ -211,64 +223,166 @@ inline void ha_colour_site(const Window& P, const Window& G, int64_t x, int col,
     o.v[2 - col] = grad1 < grad2 ? est1 : (grad2 < grad1 ? est2 : (est1 + est2) * 0.5f);
 }
 
-// Fill a padded plane's border from its interior by reflect-101.
-void reflect_border(float* plane, int64_t h, int64_t w, int threads) {
-    const int64_t stride = w + 4;
-    parallel_for(h + 4, threads, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-            const int64_t sr = reflect(r - 2, h) + 2;
-            float* dst = plane + r * stride;
-            const float* src = plane + sr * stride;
-            const bool full = r < 2 || r >= h + 2;
-            for (int64_t c = 0; c < stride; ++c) {
-                if (full || c < 2 || c >= w + 2) dst[c] = src[reflect(c - 2, w) + 2];
-            }
-        }
-    });
-}
-
+// Normalised mosaic rows, computed on demand into a small ring of padded rows
+// (2 pixels of mirrored border each side): a thread never holds the whole image.
+// Rows are keyed by their mirrored index; the rows one output row needs are at
+// most 7 consecutive indices, so an 8-slot ring never evicts a row in use.
 template <class In>
-void fill_normalised(const In* m, int64_t h, int64_t w, const DevelopParams& p, float* plane, int threads) {
-    // Per 2x2 position: (raw - black) * scale, clipped, times the white-balance gain, clipped.
-    float black[4], scale[4], gain[4];
-    for (int k = 0; k < 4; ++k) {
-        black[k] = p.black[k];
-        scale[k] = 1.f / (p.white - p.black[k]);
-        gain[k] = p.gains[p.cfa[k]];
-    }
-    const int64_t stride = w + 4;
-    parallel_for(h + 4, threads, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-            const int64_t sy = reflect(r - 2, h);
-            const In* src = m + sy * w;
-            float* dst = plane + r * stride;
-            const int row = static_cast<int>(sy & 1) * 2;
-            for (int64_t c = 0; c < stride; ++c) {
-                const int64_t sx = (c >= 2 && c < w + 2) ? c - 2 : reflect(c - 2, w);
-                const int k = row + static_cast<int>(sx & 1);
-                const float v = clamp01((static_cast<float>(src[sx]) - black[k]) * scale[k]);
-                dst[c] = clamp01(v * gain[k]);
-            }
+class MosaicRows {
+public:
+    MosaicRows(const In* m, int64_t h, int64_t w, const DevelopParams& p)
+        : m_(m), h_(h), w_(w), buf_(static_cast<size_t>(8 * (w + 4))) {
+        for (int k = 0; k < 4; ++k) {
+            black_[k] = p.black[k];
+            scale_[k] = 1.f / (p.white - p.black[k]);
+            gain_[k] = p.gains[p.cfa[k]];
         }
-    });
-}
+        for (auto& t : tag_) t = -1;
+    }
+
+    // Padded row r (any integer; mirrored into [0, h)); index 0 is column -2.
+    const float* row(int64_t r) {
+        const int64_t sy = reflect(r, h_);
+        const int slot = static_cast<int>(sy & 7);
+        float* dst = buf_.data() + slot * (w_ + 4);
+        if (tag_[slot] != sy) {
+            fill(sy, dst);
+            tag_[slot] = sy;
+        }
+        return dst;
+    }
+
+private:
+    // (raw - black) * scale, clipped, times the white-balance gain, clipped.
+    void fill(int64_t sy, float* dst) const {
+        const In* src = m_ + sy * w_;
+        const int row = static_cast<int>(sy & 1) * 2;
+        const float b0 = black_[row], s0 = scale_[row], g0 = gain_[row];
+        const float b1 = black_[row + 1], s1 = scale_[row + 1], g1 = gain_[row + 1];
+        float* d = dst + 2;
+        int64_t x = 0;
+        for (; x + 1 < w_; x += 2) {
+            d[x] = clamp01(clamp01((static_cast<float>(src[x]) - b0) * s0) * g0);
+            d[x + 1] = clamp01(clamp01((static_cast<float>(src[x + 1]) - b1) * s1) * g1);
+        }
+        if (x < w_) d[x] = clamp01(clamp01((static_cast<float>(src[x]) - b0) * s0) * g0);
+        for (int64_t c : {int64_t{-2}, int64_t{-1}, w_, w_ + 1}) d[c] = d[reflect(c, w_)];
+    }
+
+    const In* m_;
+    int64_t h_, w_;
+    std::vector<float> buf_;
+    int64_t tag_[8];
+    float black_[4], scale_[4], gain_[4];
+};
+
+// Hamilton-Adams green rows (padded like MosaicRows), computed on demand.
+template <class In>
+class GreenRows {
+public:
+    GreenRows(MosaicRows<In>& mos, const int cfa[4], int64_t h, int64_t w)
+        : mos_(mos), cfa_(cfa), h_(h), w_(w), buf_(static_cast<size_t>(4 * (w + 4))) {
+        for (auto& t : tag_) t = -1;
+    }
+
+    const float* row(int64_t r) {
+        const int64_t sy = reflect(r, h_);
+        const int slot = static_cast<int>(sy & 3);
+        float* dst = buf_.data() + slot * (w_ + 4);
+        if (tag_[slot] != sy) {
+            Window P;
+            for (int k = 0; k < 5; ++k) P.rows[k] = mos_.row(sy - 2 + k);
+            float* g = dst + 2;
+            const int row = static_cast<int>(sy & 1) * 2;
+            for (int64_t x = 0; x < w_; ++x) {
+                g[x] = cfa_[row + static_cast<int>(x & 1)] == 1 ? P.at(0, x, 0) : ha_green(P, x);
+            }
+            for (int64_t c : {int64_t{-2}, int64_t{-1}, w_, w_ + 1}) g[c] = g[reflect(c, w_)];
+            tag_[slot] = sy;
+        }
+        return dst;
+    }
+
+private:
+    MosaicRows<In>& mos_;
+    const int* cfa_;
+    int64_t h_, w_;
+    std::vector<float> buf_;
+    int64_t tag_[4];
+};
 
 template <class Out>
 struct Finisher {
-    const float* m;     // cam_to_rgb
-    const float* tab;   // encoding table, or null for linear without tone
-    inline void operator()(const Rgb& in, Out* o) const {
-        const float r = clamp01(in.v[0]), g = clamp01(in.v[1]), b = clamp01(in.v[2]);
-        float v[3];
-        for (int i = 0; i < 3; ++i) v[i] = clamp01((m[3 * i] * r + m[3 * i + 1] * g) + m[3 * i + 2] * b);
-        if (tab) {
-            for (int i = 0; i < 3; ++i) v[i] = lut_lookup(tab, v[i]);
+    float m[9];            // cam_to_rgb
+    const float* tab;      // encoding table (uint16/float out), null for linear without tone
+    const uint8_t* tab8;   // encoding table for uint8 out, null for linear without tone
+    inline void operator()(float r, float g, float b, Out* o) const {
+        r = clamp01(r);
+        g = clamp01(g);
+        b = clamp01(b);
+        const float v0 = clamp01((m[0] * r + m[1] * g) + m[2] * b);
+        const float v1 = clamp01((m[3] * r + m[4] * g) + m[5] * b);
+        const float v2 = clamp01((m[6] * r + m[7] * g) + m[8] * b);
+        if constexpr (std::is_same_v<Out, uint8_t>) {
+            if (tab8) {
+                o[0] = tab8[static_cast<int>(v0 * 65535.f + 0.5f)];
+                o[1] = tab8[static_cast<int>(v1 * 65535.f + 0.5f)];
+                o[2] = tab8[static_cast<int>(v2 * 65535.f + 0.5f)];
+                return;
+            }
+        } else {
+            if (tab) {
+                o[0] = to_out<Out>(lut_lookup(tab, v0));
+                o[1] = to_out<Out>(lut_lookup(tab, v1));
+                o[2] = to_out<Out>(lut_lookup(tab, v2));
+                return;
+            }
         }
-        o[0] = to_out<Out>(v[0]);
-        o[1] = to_out<Out>(v[1]);
-        o[2] = to_out<Out>(v[2]);
+        o[0] = to_out<Out>(v0);
+        o[1] = to_out<Out>(v1);
+        o[2] = to_out<Out>(v2);
     }
 };
+
+// One demosaiced pixel with its colours known at compile time: C is the colour
+// at the pixel, H the colour of its horizontal neighbours.
+template <Demosaic M, int C, int H>
+inline void site(const Window& P, const Window& G, int64_t x, Rgb& px) {
+    if constexpr (C == 1) {
+        if constexpr (M == Demosaic::Bilinear) bilinear_green_site(P, x, H, 2 - H, px);
+        else if constexpr (M == Demosaic::Malvar) malvar_green_site(P, x, H, 2 - H, px);
+        else ha_green_site(P, G, x, H, 2 - H, px);
+    } else {
+        if constexpr (M == Demosaic::Bilinear) bilinear_colour_site(P, x, C, px);
+        else if constexpr (M == Demosaic::Malvar) malvar_colour_site(P, x, C, px);
+        else ha_colour_site(P, G, x, C, px);
+    }
+}
+
+// One output row whose even columns have colour C0 and odd columns C1.
+template <Demosaic M, int C0, int C1, class Out>
+void row_kernel(const Window& P, const Window& G, int64_t w, const Finisher<Out>& fin, Out* o) {
+    Rgb a{}, b{};
+    int64_t x = 0;
+    for (; x + 1 < w; x += 2) {
+        site<M, C0, C1>(P, G, x, a);
+        site<M, C1, C0>(P, G, x + 1, b);
+        fin(a.v[0], a.v[1], a.v[2], o + 3 * x);
+        fin(b.v[0], b.v[1], b.v[2], o + 3 * x + 3);
+    }
+    if (x < w) {
+        site<M, C0, C1>(P, G, x, a);
+        fin(a.v[0], a.v[1], a.v[2], o + 3 * x);
+    }
+}
+
+template <Demosaic M, class Out>
+void dispatch_row(int c0, int c1, const Window& P, const Window& G, int64_t w, const Finisher<Out>& fin, Out* o) {
+    if (c0 == 0) row_kernel<M, 0, 1>(P, G, w, fin, o);
+    else if (c0 == 2) row_kernel<M, 2, 1>(P, G, w, fin, o);
+    else if (c1 == 0) row_kernel<M, 1, 0>(P, G, w, fin, o);
+    else row_kernel<M, 1, 2>(P, G, w, fin, o);
+}
 
 }  // namespace
 
@@ -349,60 +463,39 @@ void develop(const In* mosaic, int64_t n, int64_t h, int64_t w, const DevelopPar
             throw std::invalid_argument("wb_gains: must be positive and finite");
         }
     }
-    const float* tab = (p.gamma == Gamma::Linear && p.tone == Tone::None) ? nullptr : encode_table(p.gamma, p.tone).data();
-    const Finisher<Out> finish{p.cam_to_rgb, tab};
-    const int64_t stride = w + 4;
-    std::vector<float> plane(static_cast<size_t>((h + 4) * stride));
-    std::vector<float> green;
-    if (p.method == Demosaic::HamiltonAdams) green.resize(plane.size());
+    const bool curve = !(p.gamma == Gamma::Linear && p.tone == Tone::None);
+    Finisher<Out> finish{};
+    std::copy(p.cam_to_rgb, p.cam_to_rgb + 9, finish.m);
+    if (curve && std::is_same_v<Out, uint8_t>) finish.tab8 = encode_table8(p.gamma, p.tone).data();
+    if (curve && !std::is_same_v<Out, uint8_t>) finish.tab = encode_table(p.gamma, p.tone).data();
     const int* cfa = p.cfa;
-
-    for (int64_t i = 0; i < n; ++i) {
-        fill_normalised(mosaic + i * h * w, h, w, p, plane.data(), threads);
-        if (p.method == Demosaic::HamiltonAdams) {
-            parallel_for(h, threads, [&](int64_t b, int64_t e) {
-                for (int64_t y = b; y < e; ++y) {
-                    const Window P = window(plane.data(), stride, y);
-                    float* g = green.data() + (y + 2) * stride + 2;
-                    for (int64_t x = 0; x < w; ++x) {
-                        const int k = static_cast<int>((y & 1) * 2 + (x & 1));
-                        g[x] = cfa[k] == 1 ? P.at(0, x, 0) : ha_green(P, x);
-                    }
-                }
-            });
-            reflect_border(green.data(), h, w, threads);
-        }
-        Out* img = out + i * h * w * 3;
-        parallel_for(h, threads, [&](int64_t b, int64_t e) {
-            for (int64_t y = b; y < e; ++y) {
-                const Window P = window(plane.data(), stride, y);
-                Window G{};
-                if (p.method == Demosaic::HamiltonAdams) G = window(green.data(), stride, y);
-                const int row = static_cast<int>(y & 1) * 2;
-                Out* o = img + y * w * 3;
-                Rgb px{};
-                for (int64_t x = 0; x < w; ++x) {
-                    const int col = cfa[row + static_cast<int>(x & 1)];
-                    if (col == 1) {
-                        const int hch = cfa[row + static_cast<int>((x + 1) & 1)];
-                        const int vch = 2 - hch;
-                        switch (p.method) {
-                            case Demosaic::Bilinear: bilinear_green_site(P, x, hch, vch, px); break;
-                            case Demosaic::Malvar: malvar_green_site(P, x, hch, vch, px); break;
-                            case Demosaic::HamiltonAdams: ha_green_site(P, G, x, hch, vch, px); break;
-                        }
-                    } else {
-                        switch (p.method) {
-                            case Demosaic::Bilinear: bilinear_colour_site(P, x, col, px); break;
-                            case Demosaic::Malvar: malvar_colour_site(P, x, col, px); break;
-                            case Demosaic::HamiltonAdams: ha_colour_site(P, G, x, col, px); break;
-                        }
-                    }
-                    finish(px, o + 3 * x);
-                }
+    const bool ha = p.method == Demosaic::HamiltonAdams;
+    // Rows of all images in one parallel loop; each thread keeps its own row rings.
+    parallel_chunks(n * h, threads, [&](int, int64_t b, int64_t e) {
+        int64_t current = -1;
+        std::unique_ptr<MosaicRows<In>> mos;
+        std::unique_ptr<GreenRows<In>> grn;
+        for (int64_t row = b; row < e; ++row) {
+            const int64_t i = row / h, y = row % h;
+            if (i != current) {
+                mos = std::make_unique<MosaicRows<In>>(mosaic + i * h * w, h, w, p);
+                if (ha) grn = std::make_unique<GreenRows<In>>(*mos, cfa, h, w);
+                current = i;
             }
-        });
-    }
+            Window P, G{};
+            for (int k = 0; k < 5; ++k) P.rows[k] = mos->row(y - 2 + k);
+            if (ha) {
+                for (int k = 1; k < 4; ++k) G.rows[k] = grn->row(y - 2 + k);
+            }
+            const int c0 = cfa[(y & 1) * 2], c1 = cfa[(y & 1) * 2 + 1];
+            Out* o = out + row * w * 3;
+            switch (p.method) {
+                case Demosaic::Bilinear: dispatch_row<Demosaic::Bilinear>(c0, c1, P, G, w, finish, o); break;
+                case Demosaic::Malvar: dispatch_row<Demosaic::Malvar>(c0, c1, P, G, w, finish, o); break;
+                case Demosaic::HamiltonAdams: dispatch_row<Demosaic::HamiltonAdams>(c0, c1, P, G, w, finish, o); break;
+            }
+        }
+    });
 }
 
 template void develop<uint16_t, uint8_t>(const uint16_t*, int64_t, int64_t, int64_t, const DevelopParams&, uint8_t*, int);
