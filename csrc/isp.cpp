@@ -1,3 +1,12 @@
+// Let GCC if-convert the clamps (min/max) in the row loops so that they
+// vectorise: floating-point exceptions are never inspected, and this changes no
+// result (unlike -ffast-math, which stays off). Placed before every include so
+// that all code in this file shares the setting and still inlines. Clang does
+// not assume trapping math by default.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "isp.hpp"
 
 #include <algorithm>
@@ -133,105 +142,138 @@ inline float to_out<float>(float v) {
     return v;
 }
 
-// A 5x5 window on a padded plane (2 pixels of border on every side): row(dy)
-// points at the row dy away from the centre, shifted so index x is column x.
-struct Window {
-    const float* rows[5];
-    inline float at(int dy, int64_t x, int dx) const { return rows[2 + dy][x + 2 + dx]; }
+// ---- Demosaic on rows split by column parity.
+//
+// A padded row is stored as two arrays, even[j] = column 2j and odd[j] = column
+// 2j + 1, for j = -1 .. half (columns outside the image mirrored). Every pixel of
+// one parity in one row has the same Bayer colour and the same kind of
+// neighbours, so each formula becomes a unit-stride loop over j that the
+// compiler vectorises. The float operations and their order match the numpy
+// reference exactly (tests/reference.py).
+
+struct SplitRow {
+    const float* even;  // index j = column 2j; valid for j in [-1, half]
+    const float* odd;   // index j = column 2j + 1
 };
 
-
-// ---- demosaic formulas at one pixel. P: mosaic window, c: column.
-// `hch` is the channel of the horizontal neighbours of a green pixel, `vch` of
-// the vertical ones; for R/B pixels `other` is the colour on the diagonals.
-
-struct Rgb {
-    float v[3];
+// The 5x5 neighbourhood of every pixel of one parity in a row: tap[j] is that
+// neighbour of the j-th pixel.
+struct Taps {
+    const float *c, *n, *s, *w, *e, *nn, *ss, *ww, *ee, *nw, *ne, *sw, *se;
 };
 
-inline void bilinear_green_site(const Window& P, int64_t x, int hch, int vch, Rgb& o) {
-    o.v[1] = P.at(0, x, 0);
-    o.v[hch] = (P.at(0, x, -1) + P.at(0, x, 1)) * 0.5f;
-    o.v[vch] = (P.at(-1, x, 0) + P.at(1, x, 0)) * 0.5f;
+// r[0..4]: rows y-2 .. y+2.
+inline Taps taps_even(const SplitRow r[5]) {
+    return Taps{r[2].even, r[1].even, r[3].even, r[2].odd - 1, r[2].odd, r[0].even, r[4].even,
+                r[2].even - 1, r[2].even + 1, r[1].odd - 1, r[1].odd, r[3].odd - 1, r[3].odd};
 }
 
-inline void bilinear_colour_site(const Window& P, int64_t x, int col, Rgb& o) {
-    o.v[col] = P.at(0, x, 0);
-    o.v[1] = ((P.at(-1, x, 0) + P.at(1, x, 0)) + (P.at(0, x, -1) + P.at(0, x, 1))) * 0.25f;
-    o.v[2 - col] = ((P.at(-1, x, -1) + P.at(-1, x, 1)) + (P.at(1, x, -1) + P.at(1, x, 1))) * 0.25f;
+inline Taps taps_odd(const SplitRow r[5]) {
+    return Taps{r[2].odd, r[1].odd, r[3].odd, r[2].even, r[2].even + 1, r[0].odd, r[4].odd,
+                r[2].odd - 1, r[2].odd + 1, r[1].even, r[1].even + 1, r[3].even, r[3].even + 1};
+}
+
+inline Taps taps_for(int parity, const SplitRow r[5]) { return parity ? taps_odd(r) : taps_even(r); }
+
+// Green pixel: the colours of its horizontal (oh) and vertical (ov) neighbours.
+void bilinear_green(const Taps& t, int64_t m, float* __restrict oh, float* __restrict ov) {
+    for (int64_t j = 0; j < m; ++j) {
+        oh[j] = (t.w[j] + t.e[j]) * 0.5f;
+        ov[j] = (t.n[j] + t.s[j]) * 0.5f;
+    }
+}
+
+// Red/blue pixel: green (og) and the opposite colour on the diagonals (oo).
+void bilinear_colour(const Taps& t, int64_t m, float* __restrict og, float* __restrict oo) {
+    for (int64_t j = 0; j < m; ++j) {
+        og[j] = ((t.n[j] + t.s[j]) + (t.w[j] + t.e[j])) * 0.25f;
+        oo[j] = ((t.nw[j] + t.ne[j]) + (t.sw[j] + t.se[j])) * 0.25f;
+    }
 }
 
 // Malvar, He and Cutler, "High-quality linear interpolation for demosaicing of
 // Bayer-patterned color images", ICASSP 2004: bilinear plus a scaled Laplacian
 // of the centre colour (the paper's 5x5 filters, in eighths).
-inline void malvar_green_site(const Window& P, int64_t x, int hch, int vch, Rgb& o) {
-    const float c = P.at(0, x, 0);
-    const float n = P.at(-1, x, 0), s = P.at(1, x, 0), w = P.at(0, x, -1), e = P.at(0, x, 1);
-    const float nn = P.at(-2, x, 0), ss = P.at(2, x, 0), ww = P.at(0, x, -2), ee = P.at(0, x, 2);
-    const float diag = (P.at(-1, x, -1) + P.at(-1, x, 1)) + (P.at(1, x, -1) + P.at(1, x, 1));
-    o.v[1] = c;
-    o.v[hch] = (5.f * c + 4.f * (w + e) - diag - (ww + ee) + 0.5f * (nn + ss)) * 0.125f;
-    o.v[vch] = (5.f * c + 4.f * (n + s) - diag - (nn + ss) + 0.5f * (ww + ee)) * 0.125f;
+void malvar_green(const Taps& t, int64_t m, float* __restrict oh, float* __restrict ov) {
+    for (int64_t j = 0; j < m; ++j) {
+        const float c = t.c[j];
+        const float diag = (t.nw[j] + t.ne[j]) + (t.sw[j] + t.se[j]);
+        oh[j] = (5.f * c + 4.f * (t.w[j] + t.e[j]) - diag - (t.ww[j] + t.ee[j]) + 0.5f * (t.nn[j] + t.ss[j])) * 0.125f;
+        ov[j] = (5.f * c + 4.f * (t.n[j] + t.s[j]) - diag - (t.nn[j] + t.ss[j]) + 0.5f * (t.ww[j] + t.ee[j])) * 0.125f;
+    }
 }
 
-inline void malvar_colour_site(const Window& P, int64_t x, int col, Rgb& o) {
-    const float c = P.at(0, x, 0);
-    const float n = P.at(-1, x, 0), s = P.at(1, x, 0), w = P.at(0, x, -1), e = P.at(0, x, 1);
-    const float nn = P.at(-2, x, 0), ss = P.at(2, x, 0), ww = P.at(0, x, -2), ee = P.at(0, x, 2);
-    const float diag = (P.at(-1, x, -1) + P.at(-1, x, 1)) + (P.at(1, x, -1) + P.at(1, x, 1));
-    const float far = (nn + ss) + (ww + ee);
-    o.v[col] = c;
-    o.v[1] = (4.f * c + 2.f * ((n + s) + (w + e)) - far) * 0.125f;
-    o.v[2 - col] = (6.f * c + 2.f * diag - 1.5f * far) * 0.125f;
+void malvar_colour(const Taps& t, int64_t m, float* __restrict og, float* __restrict oo) {
+    for (int64_t j = 0; j < m; ++j) {
+        const float c = t.c[j];
+        const float diag = (t.nw[j] + t.ne[j]) + (t.sw[j] + t.se[j]);
+        const float far = (t.nn[j] + t.ss[j]) + (t.ww[j] + t.ee[j]);
+        og[j] = (4.f * c + 2.f * ((t.n[j] + t.s[j]) + (t.w[j] + t.e[j])) - far) * 0.125f;
+        oo[j] = (6.f * c + 2.f * diag - 1.5f * far) * 0.125f;
+    }
 }
 
 // Hamilton and Adams (US patent 5,629,734): green along the direction of the
 // smaller gradient (first difference of green plus second difference of the
 // centre colour), then red/blue from colour differences, the diagonal one
 // again along the smaller gradient.
-inline float ha_green(const Window& P, int64_t x) {
-    const float c = P.at(0, x, 0);
-    const float n = P.at(-1, x, 0), s = P.at(1, x, 0), w = P.at(0, x, -1), e = P.at(0, x, 1);
-    const float nn = P.at(-2, x, 0), ss = P.at(2, x, 0), ww = P.at(0, x, -2), ee = P.at(0, x, 2);
-    const float lap_h = 2.f * c - ww - ee, lap_v = 2.f * c - nn - ss;
-    const float grad_h = std::fabs(w - e) + std::fabs(lap_h);
-    const float grad_v = std::fabs(n - s) + std::fabs(lap_v);
-    const float est_h = (w + e) * 0.5f + lap_h * 0.25f;
-    const float est_v = (n + s) * 0.5f + lap_v * 0.25f;
-    const float g = grad_h < grad_v ? est_h : (grad_v < grad_h ? est_v : (est_h + est_v) * 0.5f);
-    return clamp01(g);
+void ha_green(const Taps& t, int64_t m, float* __restrict g) {
+    for (int64_t j = 0; j < m; ++j) {
+        const float c = t.c[j];
+        const float lap_h = 2.f * c - t.ww[j] - t.ee[j], lap_v = 2.f * c - t.nn[j] - t.ss[j];
+        const float grad_h = std::fabs(t.w[j] - t.e[j]) + std::fabs(lap_h);
+        const float grad_v = std::fabs(t.n[j] - t.s[j]) + std::fabs(lap_v);
+        const float est_h = (t.w[j] + t.e[j]) * 0.5f + lap_h * 0.25f;
+        const float est_v = (t.n[j] + t.s[j]) * 0.5f + lap_v * 0.25f;
+        const float both = (est_h + est_v) * 0.5f;
+        const float v = grad_h < grad_v ? est_h : (grad_v < grad_h ? est_v : both);
+        g[j] = clamp01(v);
+    }
 }
 
-inline void ha_green_site(const Window& P, const Window& G, int64_t x, int hch, int vch, Rgb& o) {
-    const float g = G.at(0, x, 0);
-    o.v[1] = g;
-    o.v[hch] = g + ((P.at(0, x, -1) - G.at(0, x, -1)) + (P.at(0, x, 1) - G.at(0, x, 1))) * 0.5f;
-    o.v[vch] = g + ((P.at(-1, x, 0) - G.at(-1, x, 0)) + (P.at(1, x, 0) - G.at(1, x, 0))) * 0.5f;
+// Green pixel, given the green plane's taps G (G.c is the pixel itself).
+void ha_green_site(const Taps& P, const Taps& G, int64_t m, float* __restrict oh, float* __restrict ov) {
+    for (int64_t j = 0; j < m; ++j) {
+        const float g = G.c[j];
+        oh[j] = g + ((P.w[j] - G.w[j]) + (P.e[j] - G.e[j])) * 0.5f;
+        ov[j] = g + ((P.n[j] - G.n[j]) + (P.s[j] - G.s[j])) * 0.5f;
+    }
 }
 
-inline void ha_colour_site(const Window& P, const Window& G, int64_t x, int col, Rgb& o) {
-    const float g = G.at(0, x, 0);
-    o.v[col] = P.at(0, x, 0);
-    o.v[1] = g;
-    const float ne = P.at(-1, x, 1), sw = P.at(1, x, -1), nw = P.at(-1, x, -1), se = P.at(1, x, 1);
-    const float lap1 = 2.f * g - G.at(-1, x, 1) - G.at(1, x, -1);
-    const float lap2 = 2.f * g - G.at(-1, x, -1) - G.at(1, x, 1);
-    const float grad1 = std::fabs(ne - sw) + std::fabs(lap1);
-    const float grad2 = std::fabs(nw - se) + std::fabs(lap2);
-    const float est1 = (ne + sw) * 0.5f + lap1 * 0.5f;
-    const float est2 = (nw + se) * 0.5f + lap2 * 0.5f;
-    o.v[2 - col] = grad1 < grad2 ? est1 : (grad2 < grad1 ? est2 : (est1 + est2) * 0.5f);
+// Red/blue pixel: the opposite colour (green is G.c).
+void ha_colour_site(const Taps& P, const Taps& G, int64_t m, float* __restrict oo) {
+    for (int64_t j = 0; j < m; ++j) {
+        const float g = G.c[j];
+        const float ne = P.ne[j], sw = P.sw[j], nw = P.nw[j], se = P.se[j];
+        const float lap1 = 2.f * g - G.ne[j] - G.sw[j];
+        const float lap2 = 2.f * g - G.nw[j] - G.se[j];
+        const float grad1 = std::fabs(ne - sw) + std::fabs(lap1);
+        const float grad2 = std::fabs(nw - se) + std::fabs(lap2);
+        const float est1 = (ne + sw) * 0.5f + lap1 * 0.5f;
+        const float est2 = (nw + se) * 0.5f + lap2 * 0.5f;
+        const float both = (est1 + est2) * 0.5f;
+        oo[j] = grad1 < grad2 ? est1 : (grad2 < grad1 ? est2 : both);
+    }
 }
 
-// Normalised mosaic rows, computed on demand into a small ring of padded rows
-// (2 pixels of mirrored border each side): a thread never holds the whole image.
-// Rows are keyed by their mirrored index; the rows one output row needs are at
-// most 7 consecutive indices, so an 8-slot ring never evicts a row in use.
+// Mirror the out-of-image entries (j = -1 and the tail) of a split array of
+// parity `par` from the entries already computed inside the image.
+inline void mirror_ends(float* a, int par, int64_t half, int64_t w) {
+    for (int64_t j = -1; j <= half; ++j) {
+        const int64_t x = 2 * j + par;
+        if (x < 0 || x >= w) a[j] = a[reflect(x, w) >> 1];
+        if (j == -1) j = std::max<int64_t>(-1, (w - par) / 2 - 1);  // skip the interior
+    }
+}
+
+// Normalised mosaic rows, split by parity, computed on demand into a ring of 8
+// rows keyed by their mirrored index: the rows one output row needs are at most
+// 7 consecutive indices, so the ring never evicts a row in use.
 template <class In>
 class MosaicRows {
 public:
     MosaicRows(const In* m, int64_t h, int64_t w, const DevelopParams& p)
-        : m_(m), h_(h), w_(w), buf_(static_cast<size_t>(8 * (w + 4))) {
+        : m_(m), h_(h), w_(w), half_((w + 1) / 2), len_(half_ + 2), buf_(static_cast<size_t>(16 * len_)) {
         for (int k = 0; k < 4; ++k) {
             black_[k] = p.black[k];
             scale_[k] = 1.f / (p.white - p.black[k]);
@@ -240,149 +282,138 @@ public:
         for (auto& t : tag_) t = -1;
     }
 
-    // Padded row r (any integer; mirrored into [0, h)); index 0 is column -2.
-    const float* row(int64_t r) {
+    SplitRow row(int64_t r) {
         const int64_t sy = reflect(r, h_);
         const int slot = static_cast<int>(sy & 7);
-        float* dst = buf_.data() + slot * (w_ + 4);
+        float* even = buf_.data() + (2 * slot) * len_ + 1;
+        float* odd = even + len_;
         if (tag_[slot] != sy) {
-            fill(sy, dst);
+            fill(sy, even, odd);
             tag_[slot] = sy;
         }
-        return dst;
+        return SplitRow{even, odd};
     }
 
 private:
     // (raw - black) * scale, clipped, times the white-balance gain, clipped.
-    void fill(int64_t sy, float* dst) const {
+    void fill(int64_t sy, float* even, float* odd) const {
         const In* src = m_ + sy * w_;
-        const int row = static_cast<int>(sy & 1) * 2;
-        const float b0 = black_[row], s0 = scale_[row], g0 = gain_[row];
-        const float b1 = black_[row + 1], s1 = scale_[row + 1], g1 = gain_[row + 1];
-        float* d = dst + 2;
-        int64_t x = 0;
-        for (; x + 1 < w_; x += 2) {
-            d[x] = clamp01(clamp01((static_cast<float>(src[x]) - b0) * s0) * g0);
-            d[x + 1] = clamp01(clamp01((static_cast<float>(src[x + 1]) - b1) * s1) * g1);
+        const int k = static_cast<int>(sy & 1) * 2;
+        const float b0 = black_[k], s0 = scale_[k], g0 = gain_[k];
+        const float b1 = black_[k + 1], s1 = scale_[k + 1], g1 = gain_[k + 1];
+        const int64_t n_even = (w_ + 1) / 2, n_odd = w_ / 2;
+        for (int64_t j = 0; j < n_even; ++j) {
+            even[j] = clamp01(clamp01((static_cast<float>(src[2 * j]) - b0) * s0) * g0);
         }
-        if (x < w_) d[x] = clamp01(clamp01((static_cast<float>(src[x]) - b0) * s0) * g0);
-        for (int64_t c : {int64_t{-2}, int64_t{-1}, w_, w_ + 1}) d[c] = d[reflect(c, w_)];
+        for (int64_t j = 0; j < n_odd; ++j) {
+            odd[j] = clamp01(clamp01((static_cast<float>(src[2 * j + 1]) - b1) * s1) * g1);
+        }
+        mirror_ends(even, 0, half_, w_);
+        mirror_ends(odd, 1, half_, w_);
     }
 
     const In* m_;
-    int64_t h_, w_;
+    int64_t h_, w_, half_, len_;
     std::vector<float> buf_;
     int64_t tag_[8];
     float black_[4], scale_[4], gain_[4];
 };
 
-// Hamilton-Adams green rows (padded like MosaicRows), computed on demand.
+// Hamilton-Adams green rows (split like MosaicRows), computed on demand into a
+// ring of 4 (an output row needs 3 consecutive ones).
 template <class In>
 class GreenRows {
 public:
     GreenRows(MosaicRows<In>& mos, const int cfa[4], int64_t h, int64_t w)
-        : mos_(mos), cfa_(cfa), h_(h), w_(w), buf_(static_cast<size_t>(4 * (w + 4))) {
+        : mos_(mos), cfa_(cfa), h_(h), w_(w), half_((w + 1) / 2), len_(half_ + 2),
+          buf_(static_cast<size_t>(8 * len_)) {
         for (auto& t : tag_) t = -1;
     }
 
-    const float* row(int64_t r) {
+    SplitRow row(int64_t r) {
         const int64_t sy = reflect(r, h_);
         const int slot = static_cast<int>(sy & 3);
-        float* dst = buf_.data() + slot * (w_ + 4);
+        float* even = buf_.data() + (2 * slot) * len_ + 1;
+        float* odd = even + len_;
         if (tag_[slot] != sy) {
-            Window P;
-            for (int k = 0; k < 5; ++k) P.rows[k] = mos_.row(sy - 2 + k);
-            float* g = dst + 2;
-            const int row = static_cast<int>(sy & 1) * 2;
-            for (int64_t x = 0; x < w_; ++x) {
-                g[x] = cfa_[row + static_cast<int>(x & 1)] == 1 ? P.at(0, x, 0) : ha_green(P, x);
+            SplitRow rows[5];
+            for (int k = 0; k < 5; ++k) rows[k] = mos_.row(sy - 2 + k);
+            for (int par = 0; par < 2; ++par) {
+                float* g = par ? odd : even;
+                const int64_t m = par ? w_ / 2 : (w_ + 1) / 2;
+                const Taps t = taps_for(par, rows);
+                if (cfa_[(sy & 1) * 2 + par] == 1) {
+                    std::copy(t.c, t.c + m, g);
+                } else {
+                    ha_green(t, m, g);
+                }
+                mirror_ends(g, par, half_, w_);
             }
-            for (int64_t c : {int64_t{-2}, int64_t{-1}, w_, w_ + 1}) g[c] = g[reflect(c, w_)];
             tag_[slot] = sy;
         }
-        return dst;
+        return SplitRow{even, odd};
     }
 
 private:
     MosaicRows<In>& mos_;
     const int* cfa_;
-    int64_t h_, w_;
+    int64_t h_, w_, half_, len_;
     std::vector<float> buf_;
     int64_t tag_[4];
 };
 
+// Colour matrix, clipping, transfer function and tone curve, then the output
+// type, for the m pixels of one parity (channels ch[0..2]) of one row.
 template <class Out>
 struct Finisher {
     float m[9];            // cam_to_rgb
     const float* tab;      // encoding table (uint16/float out), null for linear without tone
     const uint8_t* tab8;   // encoding table for uint8 out, null for linear without tone
-    inline void operator()(float r, float g, float b, Out* o) const {
-        r = clamp01(r);
-        g = clamp01(g);
-        b = clamp01(b);
-        const float v0 = clamp01((m[0] * r + m[1] * g) + m[2] * b);
-        const float v1 = clamp01((m[3] * r + m[4] * g) + m[5] * b);
-        const float v2 = clamp01((m[6] * r + m[7] * g) + m[8] * b);
+
+    void operator()(const float* const ch[3], int64_t count, float* __restrict v0, float* __restrict v1,
+                    float* __restrict v2, Out* o) const {
+        const float* R = ch[0];
+        const float* G = ch[1];
+        const float* B = ch[2];
+        for (int64_t j = 0; j < count; ++j) {
+            const float r = clamp01(R[j]), g = clamp01(G[j]), b = clamp01(B[j]);
+            v0[j] = clamp01((m[0] * r + m[1] * g) + m[2] * b);
+            v1[j] = clamp01((m[3] * r + m[4] * g) + m[5] * b);
+            v2[j] = clamp01((m[6] * r + m[7] * g) + m[8] * b);
+        }
+        // o points at this parity's first pixel; pixels are 2 apart.
         if constexpr (std::is_same_v<Out, uint8_t>) {
             if (tab8) {
-                o[0] = tab8[static_cast<int>(v0 * 65535.f + 0.5f)];
-                o[1] = tab8[static_cast<int>(v1 * 65535.f + 0.5f)];
-                o[2] = tab8[static_cast<int>(v2 * 65535.f + 0.5f)];
+                // Local copy: uint8 stores could alias the member, forcing a reload per pixel.
+                const uint8_t* const t8 = tab8;
+                for (int64_t j = 0; j < count; ++j) {
+                    Out* px = o + 6 * j;
+                    px[0] = t8[static_cast<int>(v0[j] * 65535.f + 0.5f)];
+                    px[1] = t8[static_cast<int>(v1[j] * 65535.f + 0.5f)];
+                    px[2] = t8[static_cast<int>(v2[j] * 65535.f + 0.5f)];
+                }
                 return;
             }
         } else {
             if (tab) {
-                o[0] = to_out<Out>(lut_lookup(tab, v0));
-                o[1] = to_out<Out>(lut_lookup(tab, v1));
-                o[2] = to_out<Out>(lut_lookup(tab, v2));
+                const float* const t = tab;
+                for (int64_t j = 0; j < count; ++j) {
+                    Out* px = o + 6 * j;
+                    px[0] = to_out<Out>(lut_lookup(t, v0[j]));
+                    px[1] = to_out<Out>(lut_lookup(t, v1[j]));
+                    px[2] = to_out<Out>(lut_lookup(t, v2[j]));
+                }
                 return;
             }
         }
-        o[0] = to_out<Out>(v0);
-        o[1] = to_out<Out>(v1);
-        o[2] = to_out<Out>(v2);
+        for (int64_t j = 0; j < count; ++j) {
+            Out* px = o + 6 * j;
+            px[0] = to_out<Out>(v0[j]);
+            px[1] = to_out<Out>(v1[j]);
+            px[2] = to_out<Out>(v2[j]);
+        }
     }
 };
-
-// One demosaiced pixel with its colours known at compile time: C is the colour
-// at the pixel, H the colour of its horizontal neighbours.
-template <Demosaic M, int C, int H>
-inline void site(const Window& P, const Window& G, int64_t x, Rgb& px) {
-    if constexpr (C == 1) {
-        if constexpr (M == Demosaic::Bilinear) bilinear_green_site(P, x, H, 2 - H, px);
-        else if constexpr (M == Demosaic::Malvar) malvar_green_site(P, x, H, 2 - H, px);
-        else ha_green_site(P, G, x, H, 2 - H, px);
-    } else {
-        if constexpr (M == Demosaic::Bilinear) bilinear_colour_site(P, x, C, px);
-        else if constexpr (M == Demosaic::Malvar) malvar_colour_site(P, x, C, px);
-        else ha_colour_site(P, G, x, C, px);
-    }
-}
-
-// One output row whose even columns have colour C0 and odd columns C1.
-template <Demosaic M, int C0, int C1, class Out>
-void row_kernel(const Window& P, const Window& G, int64_t w, const Finisher<Out>& fin, Out* o) {
-    Rgb a{}, b{};
-    int64_t x = 0;
-    for (; x + 1 < w; x += 2) {
-        site<M, C0, C1>(P, G, x, a);
-        site<M, C1, C0>(P, G, x + 1, b);
-        fin(a.v[0], a.v[1], a.v[2], o + 3 * x);
-        fin(b.v[0], b.v[1], b.v[2], o + 3 * x + 3);
-    }
-    if (x < w) {
-        site<M, C0, C1>(P, G, x, a);
-        fin(a.v[0], a.v[1], a.v[2], o + 3 * x);
-    }
-}
-
-template <Demosaic M, class Out>
-void dispatch_row(int c0, int c1, const Window& P, const Window& G, int64_t w, const Finisher<Out>& fin, Out* o) {
-    if (c0 == 0) row_kernel<M, 0, 1>(P, G, w, fin, o);
-    else if (c0 == 2) row_kernel<M, 2, 1>(P, G, w, fin, o);
-    else if (c1 == 0) row_kernel<M, 1, 0>(P, G, w, fin, o);
-    else row_kernel<M, 1, 2>(P, G, w, fin, o);
-}
 
 }  // namespace
 
@@ -470,11 +501,15 @@ void develop(const In* mosaic, int64_t n, int64_t h, int64_t w, const DevelopPar
     if (curve && !std::is_same_v<Out, uint8_t>) finish.tab = encode_table(p.gamma, p.tone).data();
     const int* cfa = p.cfa;
     const bool ha = p.method == Demosaic::HamiltonAdams;
+    const int64_t half = (w + 1) / 2;
     // Rows of all images in one parallel loop; each thread keeps its own row rings.
     parallel_chunks(n * h, threads, [&](int, int64_t b, int64_t e) {
         int64_t current = -1;
         std::unique_ptr<MosaicRows<In>> mos;
         std::unique_ptr<GreenRows<In>> grn;
+        std::vector<float> scratch(static_cast<size_t>(7 * half));
+        float* tmp[7];
+        for (int k = 0; k < 7; ++k) tmp[k] = scratch.data() + k * half;
         for (int64_t row = b; row < e; ++row) {
             const int64_t i = row / h, y = row % h;
             if (i != current) {
@@ -482,17 +517,45 @@ void develop(const In* mosaic, int64_t n, int64_t h, int64_t w, const DevelopPar
                 if (ha) grn = std::make_unique<GreenRows<In>>(*mos, cfa, h, w);
                 current = i;
             }
-            Window P, G{};
-            for (int k = 0; k < 5; ++k) P.rows[k] = mos->row(y - 2 + k);
-            if (ha) {
-                for (int k = 1; k < 4; ++k) G.rows[k] = grn->row(y - 2 + k);
+            SplitRow G[5];
+            if (ha) {  // green rows first: they pull mosaic rows y-3 .. y+3 through the ring
+                for (int k = 1; k < 4; ++k) G[k] = grn->row(y - 2 + k);
+                G[0] = G[4] = G[2];  // unused taps two rows away
             }
-            const int c0 = cfa[(y & 1) * 2], c1 = cfa[(y & 1) * 2 + 1];
+            SplitRow P[5];
+            for (int k = 0; k < 5; ++k) P[k] = mos->row(y - 2 + k);
             Out* o = out + row * w * 3;
-            switch (p.method) {
-                case Demosaic::Bilinear: dispatch_row<Demosaic::Bilinear>(c0, c1, P, G, w, finish, o); break;
-                case Demosaic::Malvar: dispatch_row<Demosaic::Malvar>(c0, c1, P, G, w, finish, o); break;
-                case Demosaic::HamiltonAdams: dispatch_row<Demosaic::HamiltonAdams>(c0, c1, P, G, w, finish, o); break;
+            for (int par = 0; par < 2; ++par) {
+                const int64_t m = par ? w / 2 : (w + 1) / 2;
+                if (m == 0) continue;
+                const int col = cfa[(y & 1) * 2 + par];
+                const Taps t = taps_for(par, P);
+                const float* ch[3];
+                if (col == 1) {
+                    const int hch = cfa[(y & 1) * 2 + (1 - par)], vch = 2 - hch;
+                    switch (p.method) {
+                        case Demosaic::Bilinear: bilinear_green(t, m, tmp[0], tmp[1]); break;
+                        case Demosaic::Malvar: malvar_green(t, m, tmp[0], tmp[1]); break;
+                        case Demosaic::HamiltonAdams: ha_green_site(t, taps_for(par, G), m, tmp[0], tmp[1]); break;
+                    }
+                    ch[1] = t.c;
+                    ch[hch] = tmp[0];
+                    ch[vch] = tmp[1];
+                } else {
+                    switch (p.method) {
+                        case Demosaic::Bilinear: bilinear_colour(t, m, tmp[0], tmp[1]); ch[1] = tmp[0]; break;
+                        case Demosaic::Malvar: malvar_colour(t, m, tmp[0], tmp[1]); ch[1] = tmp[0]; break;
+                        case Demosaic::HamiltonAdams: {
+                            const Taps gt = taps_for(par, G);
+                            ha_colour_site(t, gt, m, tmp[1]);
+                            ch[1] = gt.c;
+                            break;
+                        }
+                    }
+                    ch[col] = t.c;
+                    ch[2 - col] = tmp[1];
+                }
+                finish(ch, m, tmp[2], tmp[3], tmp[4], o + 3 * par);
             }
         }
     });
