@@ -3,6 +3,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <vector>
+
 #include "bind_util.hpp"
 #include "instability.hpp"
 #include "topk.hpp"
@@ -34,7 +36,8 @@ py::dict run_instability(const py::array& predictions, const py::array& labels, 
                              dtype_str(predictions));
     }
     py::array_t<uint8_t> correct({n, e}), observed({n, e}), unstable({n}), counted({n});
-    py::array_t<float> confidence({n, e});
+    // Confidence exists only for scores; do not pay for a [n, e] float array otherwise.
+    py::array_t<float> confidence(is_scores ? std::vector<py::ssize_t>{n, e} : std::vector<py::ssize_t>{0});
     instab::kernels::InstabilityOutputs out;
     out.correct = correct.mutable_data();
     out.observed = observed.mutable_data();
