@@ -416,3 +416,45 @@ def test_environment_per_item_errors():
     # LibRaw refuses tiny images: a per-item error, the rest developed.
     out = environments.parse("isp:libraw-ahd").apply([good, smooth_image(8, 8)])
     assert out.errors[0] is None and out.errors[1] is not None
+
+
+# ---------------------------------------------------------------------------
+# experiments (the plumbing, with a stand-in classifier; the real runs are in docs/isp.md)
+
+
+class _ColourClassifier:
+    """Classifies by the coarse mean colour: sensitive to white balance and tone, as a model is."""
+
+    def predict(self, images, k=5):
+        from types import SimpleNamespace
+
+        classes = np.zeros((len(images), k), np.int64)
+        for i, im in enumerate(images):
+            mean = im.reshape(-1, 3).mean(0) // 24
+            base = int(mean[0] * 121 + mean[1] * 11 + mean[2]) % 1000
+            classes[i] = (base + np.arange(k)) % 1000
+        return SimpleNamespace(classes=classes, errors=[None] * len(images))
+
+
+def test_experiments_run_with_a_classifier(samples_dir):
+    from instab import isp_experiments as ex
+
+    images, _ = ex.load_samples(samples_dir, limit=6)
+    clf = _ColourClassifier()
+    labels = clf.predict(images, k=1).classes[:, 0]  # "right" on the original images
+    images.append(np.zeros((1, 1, 3), np.uint8))  # too small for a Bayer pattern: a per-item failure
+    labels = np.append(labels, 0)
+    table = ex.isp_table(images, labels, clf, isps=("isp:libraw-ahd", "isp:libraw-ahd,awb", "isp:instab-malvar"))
+    assert table.errors == [1, 1, 1] and len(table.top1) == 3
+    assert 0 <= table.instability_top1 <= 1 and "libraw-ahd,awb" in table.markdown()
+    mit = ex.raw_mitigation(images, labels, clf)
+    assert 0 <= mit.instability_consistent_top1 <= 1 and "one pipeline" in mit.markdown()
+
+
+def test_raw_frame_psnr_table(raw_dir):
+    from instab import isp_experiments as ex
+
+    rows = ex.raw_frame_psnr(raw_dir)
+    assert len(rows) == 4
+    for row in rows:
+        assert row["instab-bilinear vs libraw-linear"] > 45
