@@ -127,21 +127,6 @@ inline float lut_lookup(const float* tab, float v) {
     return tab[i] + t * (tab[i + 1] - tab[i]);
 }
 
-template <class Out>
-inline Out to_out(float v);
-template <>
-inline uint8_t to_out<uint8_t>(float v) {
-    return static_cast<uint8_t>(v * 255.f + 0.5f);
-}
-template <>
-inline uint16_t to_out<uint16_t>(float v) {
-    return static_cast<uint16_t>(v * 65535.f + 0.5f);
-}
-template <>
-inline float to_out<float>(float v) {
-    return v;
-}
-
 // ---- Demosaic on rows split by column parity.
 //
 // A padded row is stored as two arrays, even[j] = column 2j and odd[j] = column
@@ -370,8 +355,11 @@ struct Finisher {
     const float* tab;      // encoding table (uint16/float out), null for linear without tone
     const uint8_t* tab8;   // encoding table for uint8 out, null for linear without tone
 
+    // ch: channel arrays of the `count` pixels of one parity; v*, q*: scratch of
+    // `count` floats / ints; o: this parity's first output pixel (pixels are 2 apart).
     void operator()(const float* const ch[3], int64_t count, float* __restrict v0, float* __restrict v1,
-                    float* __restrict v2, Out* o) const {
+                    float* __restrict v2, int32_t* __restrict q0, int32_t* __restrict q1, int32_t* __restrict q2,
+                    Out* o) const {
         const float* R = ch[0];
         const float* G = ch[1];
         const float* B = ch[2];
@@ -381,36 +369,59 @@ struct Finisher {
             v1[j] = clamp01((m[3] * r + m[4] * g) + m[5] * b);
             v2[j] = clamp01((m[6] * r + m[7] * g) + m[8] * b);
         }
-        // o points at this parity's first pixel; pixels are 2 apart.
-        if constexpr (std::is_same_v<Out, uint8_t>) {
-            if (tab8) {
-                // Local copy: uint8 stores could alias the member, forcing a reload per pixel.
-                const uint8_t* const t8 = tab8;
-                for (int64_t j = 0; j < count; ++j) {
-                    Out* px = o + 6 * j;
-                    px[0] = t8[static_cast<int>(v0[j] * 65535.f + 0.5f)];
-                    px[1] = t8[static_cast<int>(v1[j] * 65535.f + 0.5f)];
-                    px[2] = t8[static_cast<int>(v2[j] * 65535.f + 0.5f)];
-                }
-                return;
-            }
-        } else {
+        if constexpr (std::is_same_v<Out, float>) {
             if (tab) {
                 const float* const t = tab;
                 for (int64_t j = 0; j < count; ++j) {
+                    v0[j] = lut_lookup(t, v0[j]);
+                    v1[j] = lut_lookup(t, v1[j]);
+                    v2[j] = lut_lookup(t, v2[j]);
+                }
+            }
+            for (int64_t j = 0; j < count; ++j) {
+                float* px = o + 6 * j;
+                px[0] = v0[j];
+                px[1] = v1[j];
+                px[2] = v2[j];
+            }
+            return;
+        } else {
+            // Integer codes in a vectorised loop, then a plain interleaving copy.
+            if (std::is_same_v<Out, uint8_t> && tab8) {
+                for (int64_t j = 0; j < count; ++j) {  // table index: the linear value to 1/65535
+                    q0[j] = static_cast<int32_t>(v0[j] * 65535.f + 0.5f);
+                    q1[j] = static_cast<int32_t>(v1[j] * 65535.f + 0.5f);
+                    q2[j] = static_cast<int32_t>(v2[j] * 65535.f + 0.5f);
+                }
+                const uint8_t* const t8 = tab8;
+                for (int64_t j = 0; j < count; ++j) {
                     Out* px = o + 6 * j;
-                    px[0] = to_out<Out>(lut_lookup(t, v0[j]));
-                    px[1] = to_out<Out>(lut_lookup(t, v1[j]));
-                    px[2] = to_out<Out>(lut_lookup(t, v2[j]));
+                    px[0] = t8[q0[j]];
+                    px[1] = t8[q1[j]];
+                    px[2] = t8[q2[j]];
                 }
                 return;
             }
-        }
-        for (int64_t j = 0; j < count; ++j) {
-            Out* px = o + 6 * j;
-            px[0] = to_out<Out>(v0[j]);
-            px[1] = to_out<Out>(v1[j]);
-            px[2] = to_out<Out>(v2[j]);
+            if (tab) {
+                const float* const t = tab;
+                for (int64_t j = 0; j < count; ++j) {
+                    v0[j] = lut_lookup(t, v0[j]);
+                    v1[j] = lut_lookup(t, v1[j]);
+                    v2[j] = lut_lookup(t, v2[j]);
+                }
+            }
+            const float peak = std::is_same_v<Out, uint8_t> ? 255.f : 65535.f;
+            for (int64_t j = 0; j < count; ++j) {
+                q0[j] = static_cast<int32_t>(v0[j] * peak + 0.5f);
+                q1[j] = static_cast<int32_t>(v1[j] * peak + 0.5f);
+                q2[j] = static_cast<int32_t>(v2[j] * peak + 0.5f);
+            }
+            for (int64_t j = 0; j < count; ++j) {
+                Out* px = o + 6 * j;
+                px[0] = static_cast<Out>(q0[j]);
+                px[1] = static_cast<Out>(q1[j]);
+                px[2] = static_cast<Out>(q2[j]);
+            }
         }
     }
 };
@@ -507,9 +518,12 @@ void develop(const In* mosaic, int64_t n, int64_t h, int64_t w, const DevelopPar
         int64_t current = -1;
         std::unique_ptr<MosaicRows<In>> mos;
         std::unique_ptr<GreenRows<In>> grn;
-        std::vector<float> scratch(static_cast<size_t>(7 * half));
-        float* tmp[7];
-        for (int k = 0; k < 7; ++k) tmp[k] = scratch.data() + k * half;
+        std::vector<float> scratch(static_cast<size_t>(5 * half));
+        std::vector<int32_t> iscratch(static_cast<size_t>(3 * half));
+        float* tmp[5];
+        for (int k = 0; k < 5; ++k) tmp[k] = scratch.data() + k * half;
+        int32_t* itmp[3];
+        for (int k = 0; k < 3; ++k) itmp[k] = iscratch.data() + k * half;
         for (int64_t row = b; row < e; ++row) {
             const int64_t i = row / h, y = row % h;
             if (i != current) {
@@ -555,7 +569,7 @@ void develop(const In* mosaic, int64_t n, int64_t h, int64_t w, const DevelopPar
                     ch[col] = t.c;
                     ch[2 - col] = tmp[1];
                 }
-                finish(ch, m, tmp[2], tmp[3], tmp[4], o + 3 * par);
+                finish(ch, m, tmp[2], tmp[3], tmp[4], itmp[0], itmp[1], itmp[2], o + 3 * par);
             }
         }
     });
