@@ -381,7 +381,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float | None = None) -> float:
     if peak is None:
         peak = float(np.iinfo(a.dtype).max) if a.dtype.kind in "ui" else 1.0
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak**2 / mse)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(peak**2 / mse))
 
 
 def read_headerless(path: str | os.PathLike[str], height: int, width: int) -> np.ndarray:
