@@ -458,6 +458,8 @@ void unprocess(const uint8_t* images, int64_t n, int64_t h, int64_t w, const Unp
             const CounterRng rng(p.seed, p.first_index + static_cast<uint64_t>(i));
             const uint8_t* src = images + row * w * 3;
             uint16_t* dst = out + row * w;
+            uint64_t pair = ~uint64_t{0};  // counter of the normal pair held in z0, z1
+            double z0 = 0, z1 = 0;
             for (int64_t x = 0; x < w; ++x) {
                 const double r = lin[src[3 * x]], g = lin[src[3 * x + 1]], bl = lin[src[3 * x + 2]];
                 const int k = static_cast<int>((y & 1) * 2 + (x & 1));
@@ -475,9 +477,12 @@ void unprocess(const uint8_t* images, int64_t n, int64_t h, int64_t w, const Unp
                 }
                 double v = std::min(std::max(cam[c] * gain, 0.0), 1.0);
                 if (noisy) {
+                    // Pixel q (row-major in its image) takes normal q % 2 of Philox block q / 2.
                     const uint64_t q = static_cast<uint64_t>(y * w + x);
-                    double z0, z1;
-                    rng.normal2(q >> 1, z0, z1);
+                    if ((q >> 1) != pair) {
+                        pair = q >> 1;
+                        rng.normal2(pair, z0, z1);
+                    }
                     v += std::sqrt(p.shot_noise * v + p.read_noise) * ((q & 1) ? z1 : z0);
                 }
                 const double dn = std::floor(p.black[k] + v * (p.white - p.black[k]) + 0.5);
