@@ -93,6 +93,21 @@ def test_uint16_and_float_outputs_agree():
     assert np.abs(u8 / 255.0 - f).max() < 0.6 / 255 + 1e-6
 
 
+def test_hand_worked_bilinear():
+    # RGGB, black 0, white 1000, no white balance, identity matrix, linear curve.
+    mosaic = np.array([[10, 20, 30, 40], [50, 60, 70, 80], [90, 100, 110, 120], [130, 140, 150, 160]], np.uint16)
+    meta = isp.RawMeta("rggb", black_level=0, white_level=1000)
+    out = isp.develop(mosaic, meta, "bilinear", wb="none", gamma="linear", tone="none", out_dtype="float32") * 1000
+    # (0,0) is R=10; mirrored neighbours: G = (50+50+20+20)/4, B = the four diagonals, all (1,1) = 60.
+    np.testing.assert_allclose(out[0, 0], [10, 35, 60], rtol=1e-6)
+    # (1,1) is B=60; G = (20+100+50+70)/4; R = (10+30+90+110)/4.
+    np.testing.assert_allclose(out[1, 1], [60, 60, 60], rtol=1e-6)
+    # (0,1) is G=20 in a red row: R from left/right (10+30)/2, B from above/below (60 mirrored, 60)/2.
+    np.testing.assert_allclose(out[0, 1], [20, 20, 60], rtol=1e-6)
+    # (3,3) is B=160 at the corner: G = (120+120+150+150)/4, R = (110 x 4)/4.
+    np.testing.assert_allclose(out[3, 3], [110, 135, 160], rtol=1e-6)
+
+
 # ---------------------------------------------------------------------------
 # kernels against the numpy references
 
