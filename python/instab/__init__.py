@@ -9,3 +9,7 @@ from instab.metrics import InstabilityResult, instability
 __version__ = "0.1.0"
 
 __all__ = ["InstabilityResult", "instability", "__version__"]
+
+from instab.preprocessing import preprocess  # noqa: E402
+
+__all__ += ["preprocess"]

@@ -44,3 +44,16 @@ def isp_develop(
     out_dtype: str,
     threads: int = 0,
 ) -> npt.NDArray[Any]: ...
+def preprocess(
+    images: list[npt.NDArray[np.uint8]] | tuple[npt.NDArray[np.uint8], ...],
+    out_h: int,
+    out_w: int,
+    short_side: int,
+    layout: str,
+    dtype: str,
+    lut: npt.NDArray[np.float32] | None,
+    threads: int = 0,
+) -> npt.NDArray[Any]: ...
+def preprocess_plan(
+    height: int, width: int, short_side: int, out_h: int, out_w: int
+) -> tuple[int, int, int, int]: ...
