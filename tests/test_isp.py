@@ -473,3 +473,18 @@ def test_raw_frame_psnr_table(raw_dir):
     assert len(rows) == 4
     for row in rows:
         assert row["instab-bilinear vs libraw-linear"] > 45
+
+
+def test_isp_table_with_the_real_classifier(samples_dir, models_dir):
+    import instab
+    from instab import isp_experiments as ex
+    from instab import models
+
+    clf = instab.Classifier(models.load(models_dir / "mobilenet_v2_1.0_224_int8_st.onnx"), threads=2)
+    images, labels = ex.load_samples(samples_dir, limit=12)
+    table = ex.isp_table(images, labels, clf, isps=("isp:libraw-ahd", "isp:instab-malvar", "isp:instab-bilinear"))
+    # MobileNetV2 int8 is ~0.83 top-1 on these photographs; developed raw stays close to that.
+    assert min(table.top1) >= 0.5 and min(table.top5) >= 0.75, table
+    assert table.errors == [0, 0, 0]
+    # An unstable image is wrong under at least one ISP.
+    assert table.instability_top1 <= sum(1 - a for a in table.top1) + 1e-9
