@@ -15,6 +15,22 @@ def instability(
 def topk(
     scores: npt.NDArray[np.floating[Any]], k: int, threads: int = 0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating[Any]]]: ...
+def distort_chain(
+    images: npt.NDArray[Any],
+    kinds: npt.NDArray[np.int32],
+    seeds: npt.NDArray[np.uint64],
+    lo: npt.NDArray[np.float64],
+    hi: npt.NDArray[np.float64],
+    first_index: int,
+    out_dtype: str,
+    threads: int,
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.float64]]: ...
+def philox4x32(
+    seed: int, streams: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint32]: ...
+def philox_uniform(
+    seed: int, streams: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.float64]: ...
 def isp_unprocess(
     images: npt.NDArray[np.uint8],
     pattern: str,

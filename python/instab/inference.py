@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -253,18 +253,54 @@ class Classifier:
                 e.g. for ``instab.instability`` with scores.
         """
         items = _as_items(images_or_paths)
+        self._check_k(k)
+        n = len(items)
+        classes = np.full((n, k), -1, dtype=np.int64)
+        scores = np.full(classes.shape, np.nan, dtype=np.float32)
+        errors: list[str | None] = [None] * n
+        full = np.full((n, self.spec.num_classes), np.nan, dtype=np.float32) if full_scores else None
+        emb: np.ndarray | None = None
+        for start, part in self.iter_predict(
+            items, k, batch_size=batch_size, embeddings=embeddings, full_scores=full_scores
+        ):
+            stop = start + len(part)
+            classes[start:stop], scores[start:stop] = part.classes, part.scores
+            errors[start:stop] = part.errors
+            if full is not None:
+                full[start:stop] = part.full_scores
+            if part.embeddings is not None and part.embeddings.shape[1]:
+                if emb is None:
+                    emb = np.full((n, part.embeddings.shape[1]), np.nan, dtype=np.float32)
+                emb[start:stop] = part.embeddings
+        if embeddings and emb is None:
+            emb = np.zeros((n, 0), dtype=np.float32)
+        return Prediction(classes, scores, errors, emb, full)
+
+    def _check_k(self, k: Any) -> None:
         n_classes = self.spec.num_classes
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_classes:
             raise ValueError(f"k: expected an int in 1..{n_classes}, got {k!r}")
+
+    def iter_predict(
+        self,
+        images_or_paths: Any,
+        k: int = 5,
+        *,
+        batch_size: int | None = None,
+        embeddings: bool = False,
+        full_scores: bool = False,
+    ) -> Iterator[tuple[int, Prediction]]:
+        """Stream ``(start, Prediction)`` per batch, in order, as :meth:`predict` computes them.
+
+        The next batch is decoded and preprocessed while the caller handles this
+        one, so a consumer that stores results (``instab score``) keeps the pipeline full.
+        """
+        items = _as_items(images_or_paths)
+        n_classes = self.spec.num_classes
+        self._check_k(k)
         _check_positive(batch_size, "batch_size", allow_none=True)
         bs = int(batch_size or self.batch_size)
-        n = len(items)
-        classes = np.full((n, k), -1, dtype=np.int64)
-        scores = np.full((n, k), np.nan, dtype=np.float32)
-        errors: list[str | None] = [None] * n
-        full = np.full((n, n_classes), np.nan, dtype=np.float32) if full_scores else None
-        emb: np.ndarray | None = None
-        starts = list(range(0, n, bs))
+        starts = list(range(0, len(items), bs))
         with ThreadPoolExecutor(self.decode_threads) as pool, ThreadPoolExecutor(1) as stage:
             pending: Future | None = stage.submit(self._prepare, items[0:bs], pool) if starts else None
             for bi, start in enumerate(starts):
@@ -273,28 +309,29 @@ class Classifier:
                 nxt = starts[bi + 1] if bi + 1 < len(starts) else None
                 # Prepare the next batch while this one runs.
                 pending = stage.submit(self._prepare, items[nxt : nxt + bs], pool) if nxt is not None else None
-                errors[start : start + len(errs)] = errs
-                if tensor is None:
-                    continue
-                rows = np.asarray(good, dtype=np.int64) + start
-                try:
-                    probs, e = self.run_tensor(tensor, embeddings)
-                except Exception as exc:  # a failing batch must not lose the others
-                    for r in rows:
-                        errors[r] = f"inference failed: {type(exc).__name__}: {exc}"
-                    continue
-                idx, val = core.topk(probs, int(k), self.threads or 0)
-                classes[rows], scores[rows] = idx, val
-                if full is not None:
-                    full[rows] = probs
-                if e is not None:
-                    e = e.reshape(e.shape[0], -1)
-                    if emb is None:
-                        emb = np.full((n, e.shape[1]), np.nan, dtype=np.float32)
-                    emb[rows] = e
-        if embeddings and emb is None:
-            emb = np.zeros((n, 0), dtype=np.float32)
-        return Prediction(classes, scores, errors, emb, full)
+                m = len(errs)
+                classes = np.full((m, k), -1, dtype=np.int64)
+                scores = np.full((m, k), np.nan, dtype=np.float32)
+                errors = list(errs)
+                full = np.full((m, n_classes), np.nan, dtype=np.float32) if full_scores else None
+                emb: np.ndarray | None = None
+                if tensor is not None:
+                    rows = np.asarray(good, dtype=np.int64)
+                    try:
+                        probs, e = self.run_tensor(tensor, embeddings)
+                    except Exception as exc:  # a failing batch must not lose the others
+                        for r in rows:
+                            errors[r] = f"inference failed: {type(exc).__name__}: {exc}"
+                    else:
+                        idx, val = core.topk(probs, int(k), self.threads or 0)
+                        classes[rows], scores[rows] = idx, val
+                        if full is not None:
+                            full[rows] = probs
+                        if e is not None:
+                            e = e.reshape(e.shape[0], -1)
+                            emb = np.full((m, e.shape[1]), np.nan, dtype=np.float32)
+                            emb[rows] = e
+                yield start, Prediction(classes, scores, errors, emb, full)
 
     def predict_scores(self, images_or_paths: Any, *, batch_size: int | None = None) -> Prediction:
         """Like :meth:`predict` with ``full_scores=True`` (k=1): the whole probability matrix."""
