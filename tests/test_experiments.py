@@ -127,7 +127,6 @@ def test_bad_arguments(dataset):
 
 def test_real_model_on_shared_samples(samples_dir, models_dir):
     """A small slice of the real experiment: the shared int8 MobileNetV2 on 24 ImageNet samples."""
-    pytest.importorskip("instab.inference", reason="instab.inference (the Classifier) is not in this build")
     table = X.compression_quality(samples_dir, samples_dir / "labels.csv",
                                   str(models_dir / "mobilenet_v2_1.0_224_int8_st.onnx"), limit=24, threads=2)
     assert table.n_images == 24 and all(r.n_errors == 0 for r in table.rows)
