@@ -326,3 +326,21 @@ def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, mode
     assert res.meta["baseline_instability"] == base["instability"]
     top3 = next(r for r in rows if r["method"] == "top-3")
     assert top3["accuracy"] >= base["accuracy"]
+
+
+def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
+    from instab.train.mitigation import MitigationConfig
+
+    tr, ev = split_csvs
+    cfg = MitigationConfig(epochs=1, batch_size=8, losses=("kl",), schemes=("two-images",), alphas={"kl": (1.0,)},
+                           int8="none", label_free=False, val_fraction=0.0)
+    devices = ["device:phone-mid", "device:phone-budget", "device:phone-vivid"]
+    res = run_mitigation(samples_dir, tr, samples_dir, ev, devices=devices, config=cfg, limit=12, eval_limit=8, log=None)
+    by = {r["method"]: r for r in res.rows}
+    assert {"baseline", "stability", "raw pipeline", "raw pipeline + stability"} <= set(by)
+    assert len(by["raw pipeline"]["accuracy_per_device"]) == 3
+    assert res.meta["train_device"] == "device:phone-mid" and res.meta["second_device"] == "device:phone-budget"
+    # A device with repeat shots is not a plain profile: no raw rows, and no error.
+    res2 = run_mitigation(samples_dir, tr, samples_dir, ev, devices=devices[:2] + ["device:phone-mid,shot=1"],
+                          config=cfg, limit=12, eval_limit=8, log=None)
+    assert "raw pipeline" not in {r["method"] for r in res2.rows}
