@@ -344,3 +344,21 @@ def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
     res2 = run_mitigation(samples_dir, tr, samples_dir, ev, devices=devices[:2] + ["device:phone-mid,shot=1"],
                           config=cfg, limit=12, eval_limit=8, log=None)
     assert "raw pipeline" not in {r["method"] for r in res2.rows}
+
+
+def test_trainer_reset_restores_the_start_weights(float_model):
+    """The study reuses one Trainer per (loss, alpha): reset() must bring back the start weights and a fresh state."""
+    sp = split_model(float_model.proto, "last:1")
+    g = build_training_graph(sp.head, loss="kl", alpha=1.0, optimizer="adam", trainable="all")
+    start = {k: v.copy() for k, v in g.initial.items()}
+    t = Trainer(g)
+    f = np.random.default_rng(0).random((4, 1280), np.float32)
+    for _ in range(2):
+        t.step(f, f * 0.9, np.arange(4), 1e-3)
+    assert any(not np.array_equal(t.parameters()[k], start[k]) for k in start)
+    for k in start:  # training never writes into the graph's own copy of the start weights
+        np.testing.assert_array_equal(g.initial[k], start[k])
+    t.reset()
+    for k in start:
+        np.testing.assert_array_equal(t.parameters()[k], start[k])
+    assert all(not v.any() for v in t.optimizer_state().values())

@@ -67,7 +67,9 @@ class Trainer:
         self.batch = 0
 
     def _ortvalue(self, arr: np.ndarray) -> ort.OrtValue:
-        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr, dtype=np.float32), self.device, 0)
+        # A private copy: on the CPU an OrtValue shares the numpy buffer, and the swapped output
+        # buffers would otherwise overwrite graph.initial / graph.state (and break reset()).
+        return ort.OrtValue.ortvalue_from_numpy(np.array(arr, dtype=np.float32, order="C", copy=True), self.device, 0)
 
     def _load_values(self, values: dict[str, np.ndarray]) -> None:
         for n in self.names:
