@@ -287,7 +287,7 @@ def test_overlap_is_refused(split_csvs, samples_dir, tmp_path):
 def test_cli_arguments_coexist_with_characterize_options(split_csvs, samples_dir, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     parser.add_argument("--images")
-    parser.add_argument("--model", default="x")
+    parser.add_argument("--model", action="append")  # as `instab characterize` has it
     parser.add_argument("--out")
     parser.add_argument("--seed", type=int, default=0)
     add_mitigation_arguments(parser)  # no clash with the options already there
@@ -295,8 +295,12 @@ def test_cli_arguments_coexist_with_characterize_options(split_csvs, samples_dir
     args = parser.parse_args(["--images", str(samples_dir), "--labels", str(tr), "--eval-images", str(samples_dir),
                               "--eval-labels", str(tr), "--out", str(tmp_path), "--devices", ",".join(STANDIN_DEVICES[:2]),
                               "--model", "mobilenet-v2-int8-st", "--quiet"])
+    assert args.model == ["mobilenet-v2-int8-st"]
     assert run_mitigation_cli(args) == 2
     assert "overlap" in capsys.readouterr().err
+    args.model = ["a", "b"]
+    assert run_mitigation_cli(args) == 2
+    assert "one start model" in capsys.readouterr().err
 
 
 def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, models_dir):

@@ -748,6 +748,13 @@ def run_mitigation_cli(args: argparse.Namespace) -> int:
     if missing:
         print(f"mitigation: missing {', '.join('--' + m.replace('_', '-') for m in missing)}", file=sys.stderr)
         return 2
+    model = getattr(args, "model", None)
+    if isinstance(model, (list, tuple)):  # `instab characterize` collects --model in a list
+        if len(model) > 1:
+            print(f"mitigation: give one start model, got {len(model)} --model options", file=sys.stderr)
+            return 2
+        model = model[0] if model else None
+    model = model or DEFAULT_MODEL
     try:
         config = MitigationConfig(
             trainable=args.trainable, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -759,7 +766,7 @@ def run_mitigation_cli(args: argparse.Namespace) -> int:
         )
         devices = [d.strip() for d in args.devices.split(";" if ";" in args.devices else ",")] if args.devices else None
         result = run_mitigation(
-            args.images, args.labels, args.eval_images, args.eval_labels, model=args.model, out=args.out,
+            args.images, args.labels, args.eval_images, args.eval_labels, model=model, out=args.out,
             seed=args.seed, devices=devices, train_device=args.train_device, second_device=args.second_device,
             config=config, limit=args.limit, eval_limit=args.eval_limit,
             log=None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
