@@ -13,3 +13,8 @@ __all__ = ["InstabilityResult", "instability", "__version__"]
 from instab.preprocessing import preprocess  # noqa: E402
 
 __all__ += ["preprocess"]
+
+from instab import models  # noqa: E402
+from instab.inference import Classifier, Prediction  # noqa: E402
+
+__all__ += ["models", "Classifier", "Prediction"]

@@ -23,6 +23,77 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out)
 
 
+def _read_names(path: str | None) -> list[str] | None:
+    if path is None:
+        return None
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--class-names: {path} does not exist")
+    return [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from instab.scoring import score_manifest
+
+    summary = score_manifest(
+        args.manifest, args.model, args.out, k=args.k, batch_size=args.batch_size, threads=args.threads,
+        class_names=_read_names(args.class_names), progress=None if args.quiet else sys.stderr,
+    )
+    print(summary.text())
+    print(f"results: {args.out}")
+    return EXIT_PARTIAL if summary.failed or summary.manifest.errors else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from instab.report import write_report
+    from instab.store import ResultStore
+
+    if not Path(args.results).is_file():
+        raise UsageError(f"results: {args.results} does not exist")
+    with ResultStore(args.results) as store:
+        scored = store.load(args.model)
+    report = write_report(scored, args.out, title=f"instab report: {Path(args.results).name}",
+                          class_names=_read_names(args.class_names))
+    rates = report.summary["instability"]
+    print("  ".join(
+        f"{k}: instability " + ("n/a" if v["rate"] is None else f"{v['rate']:.2%}") + f" ({v['n_unstable']}/{v['n_images']})"
+        for k, v in rates.items()
+    ))
+    print(f"report: {report.html}")
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from instab import models
+
+    if args.action == "list":
+        for name in models.builtin_names():
+            print(name)
+        print(f"search path: {', '.join(str(p) for p in models.search_path()) or '(none)'}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"models {args.action}: give a model name or path")
+    model = models.load(args.name)
+    if args.action == "inspect":
+        print(model)
+        print(model.spec)
+        graph = model.proto.graph
+        ops: dict[str, int] = {}
+        for node in graph.node:
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        print("operators: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
+        return EXIT_OK
+    if not args.out:
+        raise UsageError("models dequantize: --out FILE.onnx is required")
+    path = models.dequantize(model).save(args.out)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instab",
@@ -35,6 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the embedded default and write a report")
     demo.add_argument("--out", default="instab-demo", help="output folder (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
+
+    score = sub.add_parser("score", help="score a manifest CSV into a SQLite results store (resumable)")
+    score.add_argument("manifest", help="manifest CSV: image_id, environment, path, labels[, repeat, group]")
+    score.add_argument("--model", default="efficientnet-lite0", help="model name or ONNX path (default: %(default)s)")
+    score.add_argument("--out", required=True, help="results store (SQLite); an existing one is resumed")
+    score.add_argument("-k", type=int, default=5, help="classes stored per item (default: %(default)s)")
+    score.add_argument("--batch-size", type=int, default=32)
+    score.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    score.add_argument("--class-names", help="text file of class names (one per line) for name labels")
+    score.add_argument("--quiet", action="store_true", help="no progress line")
+    score.set_defaults(func=_cmd_score)
+
+    report = sub.add_parser("report", help="results store -> HTML report with figures, JSON and CSV tables")
+    report.add_argument("results", help="results store written by 'instab score'")
+    report.add_argument("--out", required=True, help="output folder")
+    report.add_argument("--model", help="which model's results (needed when the store holds several)")
+    report.add_argument("--class-names", help="text file of class names (one per line) for the tables")
+    report.set_defaults(func=_cmd_report)
+
+    mdl = sub.add_parser("models", help="list, inspect or dequantize models")
+    mdl.add_argument("action", choices=["list", "inspect", "dequantize"])
+    mdl.add_argument("name", nargs="?", help="model name or ONNX path")
+    mdl.add_argument("--out", help="output ONNX file (dequantize)")
+    mdl.set_defaults(func=_cmd_models)
     return parser
 
 
@@ -46,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"instab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"instab {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -38,6 +38,7 @@ _KIND_MODULES: dict[str, str] = {
     "noise": "instab.distort",
     "distort": "instab.distort",
     "isp": "instab.isp",
+    "device": "instab.devices",
 }
 
 _REGISTRY: dict[str, Callable[[Spec], Environment]] = {}

@@ -151,6 +151,10 @@ def _repeat_analysis(scored: ScoredSet, r: InstabilityResult) -> dict[str, Any] 
             "within_mean": _f(ra.within_mean), "across_mean": _f(ra.across_mean)}
 
 
+def _pct(x: float) -> str:
+    return f"{x:.2%}" if np.isfinite(x) else "n/a"
+
+
 def _f(x: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
@@ -221,12 +225,14 @@ def _heatmap(path: Path, names: list[str], matrix: np.ndarray) -> Path:
 def _histograms(path: Path, stable: np.ndarray, unstable: np.ndarray) -> Path:
     fig, ax = _figure()
     bins = np.linspace(0, 1, 21)
-    ax.hist(np.clip(stable, 0, 1), bins=bins, alpha=0.6, density=True, label=f"stable (n={stable.size})")
-    ax.hist(np.clip(unstable, 0, 1), bins=bins, alpha=0.6, density=True, label=f"unstable (n={unstable.size})")
+    for values, name in ((stable, "stable"), (unstable, "unstable")):
+        if values.size:  # an empty sample has no density to draw
+            ax.hist(np.clip(values, 0, 1), bins=bins, alpha=0.6, density=True, label=f"{name} (n={values.size})")
     ax.set_xlabel("top-1 confidence")
     ax.set_ylabel("density")
     ax.set_title("Confidence of stable vs unstable images")
-    ax.legend()
+    if stable.size or unstable.size:
+        ax.legend()
     return _save(fig, path)
 
 
@@ -240,7 +246,7 @@ def _write_html(report: Report, title: str, names: list[str], r1: InstabilityRes
         f"<tr><td>{html.escape(n)}</td><td>{a:.3f}</td></tr>" for n, a in zip(names, np.nan_to_num(r1.accuracy))
     )
     rates = "".join(
-        f"<li>top-{k}: <b>{r.rate:.2%}</b> of {r.n_images} images unstable ({r.n_unstable})</li>"
+        f"<li>top-{k}: <b>{_pct(r.rate)}</b> of {r.n_images} images unstable ({r.n_unstable})</li>"
         for k, r in results.items()
     )
     s = report.summary
