@@ -116,3 +116,20 @@ def test_embedding_layer_on_mobilenet(float_model, samples):
     r = tr.step(images, gaussian_noise(0.1)(images, 0, 0), labels, 1e-3)
     assert r.stability > 0 and np.isfinite(r.loss)
     assert not np.allclose(run_model(tr.export(), images), before)
+
+
+def test_efficientnet_lite0_float_input_trains(samples):
+    """The embedded default (float NCHW input, logits output, Flatten + Gemm head) trains too."""
+    from instab import models
+    from instab.train.dataset import InputFormat
+
+    model = models.load("efficientnet-lite0")
+    fmt = InputFormat.from_model(model.proto, model.spec)
+    assert (fmt.layout, fmt.dtype) == ("nchw", "float32")
+    images, labels = samples[0][:2], samples[1][:2]
+    tr = Trainer(build_training_graph(model, loss="kl", alpha=0.1, optimizer="adam"))
+    noisy = gaussian_noise(0.1)(images, 0, 0)
+    losses = [tr.step(fmt.to_input(images), fmt.to_input(noisy), labels, 1e-4).loss for _ in range(3)]
+    assert losses[-1] < losses[0]
+    tuned = tr.export()
+    assert [o.name for o in tuned.graph.output] == [o.name for o in model.proto.graph.output]
