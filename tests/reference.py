@@ -83,6 +83,420 @@ def topk_reference(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------
+# Philox4x32-10 and the distortion chain (csrc/rng.hpp, csrc/distort.cpp)
+# ---------------------------------------------------------------------------
+
+_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
+_W0, _W1 = np.uint32(0x9E3779B9), np.uint32(0xBB67AE85)
+_LO32 = np.uint64(0xFFFFFFFF)
+
+
+def philox4x32(seed: int, streams: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """Philox4x32-10 blocks [m, 4] (uint32) for each (stream, counter) pair."""
+    streams = np.asarray(streams, dtype=np.uint64)
+    counters = np.asarray(counters, dtype=np.uint64)
+    s32 = np.uint64(32)
+    c0 = (counters & _LO32).astype(np.uint64)
+    c1 = counters >> s32
+    c2 = streams & _LO32
+    c3 = streams >> s32
+    k0 = np.uint32(seed & 0xFFFFFFFF)
+    k1 = np.uint32((seed >> 32) & 0xFFFFFFFF)
+    with np.errstate(over="ignore"):
+        for _ in range(10):
+            p0 = _M0 * c0
+            p1 = _M1 * c2
+            hi0, lo0 = p0 >> s32, p0 & _LO32
+            hi1, lo1 = p1 >> s32, p1 & _LO32
+            c0, c1, c2, c3 = hi1 ^ c1 ^ np.uint64(k0), lo1, hi0 ^ c3 ^ np.uint64(k1), lo0
+            k0 = np.uint32(k0 + _W0)
+            k1 = np.uint32(k1 + _W1)
+    return np.stack([c0, c1, c2, c3], axis=-1).astype(np.uint32)
+
+
+def philox_uniform2(seed: int, streams: np.ndarray, counters: np.ndarray) -> np.ndarray:
+    """CounterRng::uniform2: [m, 2] float64 in (0, 1) from 53 bits of each word pair."""
+    w = philox4x32(seed, streams, counters).astype(np.uint64)
+    out = np.empty(w.shape[:-1] + (2,), dtype=np.float64)
+    for j, (hi, lo) in enumerate(((0, 1), (2, 3))):
+        bits = ((w[..., hi] << np.uint64(21)) ^ (w[..., lo] >> np.uint64(11))) & np.uint64((1 << 53) - 1)
+        out[..., j] = (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+    return out
+
+
+DISTORT_KINDS = {"brightness": 0, "contrast": 1, "saturation": 2, "hue": 3, "gamma": 4, "gaussian": 5, "poisson": 6}
+_NOISE_COUNTER = 1 << 32
+f32 = np.float32
+
+
+def _clip01(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, np.where(x < 1, x, f32(1)), f32(0)).astype(np.float32)
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float32).view(np.int32)
+
+
+def _from_bits(i: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(i, dtype=np.int32).view(np.float32)
+
+
+def log_f(x: np.ndarray) -> np.ndarray:
+    """The kernel's float log (Cephes polynomial), step by step."""
+    b = _bits(x)
+    e = ((b >> 23) & 0xFF) - 126
+    m = _from_bits((b & 0x007FFFFF) | 0x3F000000)
+    small = m < f32(0.707106781186547524)
+    e = e - small.astype(np.int32)
+    m = (np.where(small, m + m, m) - f32(1)).astype(np.float32)
+    z = m * m
+    y = np.full_like(m, f32(7.0376836292e-2))
+    for c in (-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
+              2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1):
+        y = y * m + f32(c)
+    y = y * m * z
+    fe = e.astype(np.float32)
+    y = y + f32(-2.12194440e-4) * fe
+    y = y + f32(-0.5) * z
+    return (m + y) + f32(0.693359375) * fe
+
+
+def exp_f(x: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, f32(-86)).astype(np.float32)
+    t = x * f32(1.44269504088896341) + f32(0.5)
+    n = t.astype(np.int32)
+    n = np.where(n.astype(np.float32) > t, n - 1, n).astype(np.int32)
+    fn = n.astype(np.float32)
+    x = x - fn * f32(0.693359375)
+    x = x - fn * f32(-2.12194440e-4)
+    z = x * x
+    y = np.full_like(x, f32(1.9875691500e-4))
+    for c in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
+        y = y * x + f32(c)
+    y = y * z + x + f32(1)
+    return y * _from_bits((n + 127) << 23)
+
+
+def pow_f(x: np.ndarray, g: np.float32) -> np.ndarray:
+    r = exp_f(g * log_f(np.maximum(x, f32(1.17549435e-38)).astype(np.float32)))
+    return (r * (x > 0).astype(np.float32)).astype(np.float32)
+
+
+def sincos_turn(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = u * f32(8)
+    j = t.astype(np.int32)
+    j = (j + 1) & ~1
+    x = (t - j.astype(np.float32)) * f32(0.785398163397448310)
+    z = x * x
+    sp = f32(-1.9515295891e-4) * np.ones_like(z)
+    sp = sp * z + f32(8.3321608736e-3)
+    sp = sp * z - f32(1.6666654611e-1)
+    sx = sp * z * x + x
+    cp = f32(2.443315711809948e-5) * np.ones_like(z)
+    cp = cp * z - f32(1.388731625493765e-3)
+    cp = cp * z + f32(4.166664568298827e-2)
+    cx = cp * z * z - f32(0.5) * z + f32(1)
+    q = (j >> 1) & 3
+    c = np.select([q == 0, q == 1, q == 2], [cx, -sx, -cx], sx).astype(np.float32)
+    s = np.select([q == 0, q == 1, q == 2], [sx, cx, -sx], -cx).astype(np.float32)
+    return c, s
+
+
+def noise_normals(seed: int, stream: int, count: int) -> np.ndarray:
+    """Standard normals for noise elements 0..count-1 of one image (float32)."""
+    blocks = (count + 3) // 4
+    counters = np.arange(blocks, dtype=np.uint64) + np.uint64(_NOISE_COUNTER)
+    w = philox4x32(seed, np.full(blocks, stream, dtype=np.uint64), counters).reshape(-1)
+    u = ((w >> 9).astype(np.float32) + f32(0.5)) * f32(1.0 / 8388608.0)
+    u1, u2 = u[0::2], u[1::2]
+    r = np.sqrt(f32(-2) * log_f(u1))
+    c, s = sincos_turn(u2)
+    z = np.empty(2 * len(r), dtype=np.float32)
+    z[0::2] = r * c
+    z[1::2] = r * s
+    return z[:count]
+
+
+def rgb_to_hsv(r, g, b):
+    mx = np.maximum(r, np.maximum(g, b))
+    mn = np.minimum(r, np.minimum(g, b))
+    d = mx - mn
+    v = mx
+    s = np.where(mx > 0, d / np.where(mx > 0, mx, f32(1)), f32(0)).astype(np.float32)
+    is_r, is_g = mx == r, mx == g
+    num = np.where(is_r, g - b, np.where(is_g, b - r, r - g)).astype(np.float32)
+    off = np.where(is_r, f32(0), np.where(is_g, f32(2), f32(4))).astype(np.float32)
+    hh = num / np.where(d > 0, d, f32(1)) + off
+    hh = np.where(hh < 0, hh + f32(6), hh).astype(np.float32)
+    h = np.where(d > 0, hh, f32(0)).astype(np.float32)
+    return h, s, v
+
+
+def hsv_to_rgb(h, s, v):
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = f32(n) + h
+        k = np.where(k >= 6, k - f32(6), k).astype(np.float32)
+        t = np.maximum(f32(0), np.minimum(k, np.minimum(f32(4) - k, f32(1))))
+        out.append((v - v * s * t).astype(np.float32))
+    return out
+
+
+def draw_distort_params(ops, n: int, first_index: int) -> np.ndarray:
+    """ops: list of (kind, seed, lo[2], hi[2]); returns [n, n_ops, 2] float64."""
+    params = np.zeros((n, len(ops), 2))
+    streams = np.arange(n, dtype=np.uint64) + np.uint64(first_index)
+    for j, (_, seed, lo, hi) in enumerate(ops):
+        u = philox_uniform2(seed, streams, np.zeros(n, dtype=np.uint64))
+        for k in range(2):
+            params[:, j, k] = lo[k] + (hi[k] - lo[k]) * u[:, k]
+    return params
+
+
+def distort_chain(images: np.ndarray, ops, first_index: int = 0, out_dtype: str | None = None):
+    """Reference for core.distort_chain: returns (output, params)."""
+    x_in = np.asarray(images)
+    n, h, w, c = x_in.shape
+    nc = 3 if c >= 3 else 1
+    npix = h * w
+    params = draw_distort_params(ops, n, first_index)
+    if x_in.dtype == np.uint8:
+        unit = x_in.astype(np.float32) / f32(255)
+    else:
+        unit = _clip01(x_in.astype(np.float32))
+    out = np.empty(x_in.shape, dtype=out_dtype or x_in.dtype)
+    for i in range(n):
+        chans = [unit[i, :, :, k].reshape(-1).copy() for k in range(nc)]
+        means: dict[int, list[np.float32]] = {}
+        for j, (kind, seed, _, _) in enumerate(ops):
+            a = np.float32(params[i, j, 0])
+            if kind == "brightness":
+                chans = [_clip01(x + a) for x in chans]
+            elif kind == "contrast":
+                m = [np.float32(np.sum(x.astype(np.float64)) / npix) for x in chans]
+                means[j] = m
+                chans = [_clip01((x - mk) * a + mk) for x, mk in zip(chans, m)]
+            elif kind in ("saturation", "hue") and nc == 3:
+                hh, s, v = rgb_to_hsv(*chans)
+                if kind == "saturation":
+                    s = np.minimum(s * a, f32(1))
+                else:
+                    shift = np.float32(params[i, j, 0] * 6.0)
+                    hh = hh + shift
+                    hh = np.where(hh < 0, hh + f32(6), hh).astype(np.float32)
+                    hh = np.where(hh >= 6, hh - f32(6), hh).astype(np.float32)
+                chans = hsv_to_rgb(hh, s, v)
+            elif kind == "gamma":
+                chans = [pow_f(x, a) for x in chans]
+            elif kind in ("gaussian", "poisson"):
+                z = noise_normals(seed, first_index + i, nc * npix).reshape(nc, npix)
+                if kind == "gaussian":
+                    chans = [_clip01(x + a * z[k]) for k, x in enumerate(chans)]
+                else:
+                    read = params[i, j, 1]
+                    read2 = np.float32(read * read)
+                    chans = [_clip01(x + np.sqrt(a * x + read2) * z[k]) for k, x in enumerate(chans)]
+        res = np.stack(chans, axis=-1).reshape(h, w, nc)
+        if c == 4:
+            res = np.concatenate([res, unit[i, :, :, 3:]], axis=-1)
+        if out.dtype == np.uint8:
+            out[i] = (res * f32(255) + f32(0.5)).astype(np.int32).astype(np.uint8)
+        else:
+            out[i] = res
+    return out, params
+# isp: unprocess / develop (csrc/isp.cpp), written from the definitions.
+# The develop reference repeats the kernel's float32 operations in the same order,
+# so that edge-directed decisions (Hamilton-Adams) agree exactly; the transfer
+# function and tone curve are evaluated exactly (the kernel uses tables).
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def isp_philox4x32(seed: int, stream: int, counter: np.ndarray) -> list[np.ndarray]:
+    """Philox4x32-10 (Salmon et al. 2011) on uint64 arrays holding 32-bit words."""
+    counter = np.asarray(counter, dtype=np.uint64)
+    c0, c1 = counter & _M32, counter >> np.uint64(32)
+    c2 = np.full_like(counter, stream & 0xFFFFFFFF)
+    c3 = np.full_like(counter, stream >> 32)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        hi0, lo0 = p0 >> np.uint64(32), p0 & _M32
+        hi1, lo1 = p1 >> np.uint64(32), p1 & _M32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + np.uint64(0x9E3779B9)) & _M32
+        k1 = (k1 + np.uint64(0xBB67AE85)) & _M32
+    return [c0, c1, c2, c3]
+
+
+def isp_normal2(seed: int, stream: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two standard normals per counter (Box-Muller on two 53-bit uniforms in (0, 1))."""
+    v = isp_philox4x32(seed, stream, counter)
+    mask = np.uint64((1 << 53) - 1)
+
+    def unit(hi, lo):
+        bits = ((hi << np.uint64(21)) ^ (lo >> np.uint64(11))) & mask
+        return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+    u1, u2 = unit(v[0], v[1]), unit(v[2], v[3])
+    r = np.sqrt(-2.0 * np.log(u1))
+    theta = 6.283185307179586476925 * u2
+    return r * np.cos(theta), r * np.sin(theta)
+
+
+def isp_gamma_encode(gamma: str, x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    if gamma == "linear":
+        return x
+    if gamma == "srgb":
+        return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.where(x < 0.018, 4.5 * x, 1.099 * np.power(x, 0.45) - 0.099)  # bt709
+
+
+def isp_gamma_decode(gamma: str, y: np.ndarray) -> np.ndarray:
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
+    if gamma == "linear":
+        return y
+    if gamma == "srgb":
+        return np.where(y <= 0.04045, y / 12.92, np.power((y + 0.055) / 1.055, 2.4))
+    return np.where(y < 0.081, y / 4.5, np.power((y + 0.099) / 1.099, 1 / 0.45))
+
+
+def isp_tone_forward(tone: str, x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return 3 * x * x - 2 * x * x * x if tone == "smoothstep" else x
+
+
+def isp_tone_inverse(tone: str, y: np.ndarray) -> np.ndarray:
+    y = np.clip(y, 0.0, 1.0)
+    return 0.5 - np.sin(np.arcsin(1 - 2 * y) / 3) if tone == "smoothstep" else y
+
+
+def isp_cfa(pattern: str) -> np.ndarray:
+    """[2, 2] colour index (0 R, 1 G, 2 B) of a Bayer pattern name."""
+    return np.array(["rgb".index(c) for c in pattern]).reshape(2, 2)
+
+
+def isp_unprocess_reference(
+    image: np.ndarray, pattern: str, rgb_to_cam: np.ndarray, inv_gains, highlight_safe: bool, tone: str,
+    gamma: str, black, white: float, shot: float, read: float, seed: int, index: int,
+) -> np.ndarray:
+    """One uint8 [H, W, 3] sRGB image -> uint16 [H, W] Bayer mosaic."""
+    h, w = image.shape[:2]
+    lin = isp_gamma_decode(gamma, isp_tone_inverse(tone, np.arange(256) / 255.0))[image]  # [h, w, 3]
+    m = np.asarray(rgb_to_cam, dtype=np.float64)
+    cam = [(m[j, 0] * lin[..., 0] + m[j, 1] * lin[..., 1]) + m[j, 2] * lin[..., 2] for j in range(3)]
+    yy, xx = np.mgrid[0:h, 0:w]
+    pos = (yy % 2) * 2 + (xx % 2)
+    colour = isp_cfa(pattern).reshape(-1)[pos]
+    gain = np.asarray(inv_gains, dtype=np.float64)[colour]
+    if highlight_safe:
+        gray = (cam[0] + cam[1] + cam[2]) / 3.0
+        mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
+        gain = np.maximum(mask + (1.0 - mask) * gain, gain)
+    v = np.choose(colour, cam) * gain
+    v = np.clip(v, 0.0, 1.0)
+    if shot > 0 or read > 0:
+        q = (yy * w + xx).astype(np.uint64)
+        z0, z1 = isp_normal2(seed, index, q >> np.uint64(1))
+        v = v + np.sqrt(shot * v + read) * np.where(q & np.uint64(1), z1, z0)
+    b = np.asarray(black, dtype=np.float64)[pos]
+    dn = np.floor(b + v * (white - b) + 0.5)
+    return np.clip(dn, 0, white).astype(np.uint16)
+
+
+def _clamp01_f32(v: np.ndarray) -> np.ndarray:
+    # max(0, v) first, so NaN becomes 0 as in the kernel.
+    return np.minimum(np.where(v > 0, v, np.float32(0)), np.float32(1)).astype(np.float32)
+
+
+def isp_develop_reference(
+    mosaic: np.ndarray, pattern: str, black, white: float, gains, cam_to_rgb: np.ndarray, method: str,
+    gamma: str, tone: str, out_dtype: str,
+) -> np.ndarray:
+    """One [H, W] mosaic -> [H, W, 3] RGB, from the pipeline's definition (see instab.isp.develop)."""
+    f32 = np.float32
+    h, w = mosaic.shape
+    cfa = isp_cfa(pattern)
+    yy, xx = np.mgrid[0:h, 0:w]
+    pos = (yy % 2) * 2 + (xx % 2)
+    colour = cfa[yy % 2, xx % 2]
+    hcol = cfa[yy % 2, (xx + 1) % 2]  # colour of the horizontal neighbours
+    b32 = np.asarray(black, dtype=np.float64).astype(f32)
+    scale = (f32(1) / (f32(white) - b32)).astype(f32)
+    g32 = np.asarray(gains, dtype=np.float64).astype(f32)
+    v = _clamp01_f32((mosaic.astype(f32) - b32[pos]) * scale[pos])
+    v = _clamp01_f32(v * g32[colour])
+    P = np.pad(v, 2, mode="reflect")  # numpy's reflect = mirror without repeating the edge
+
+    def at(plane, dy, dx):
+        return plane[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+
+    c = at(P, 0, 0)
+    n, s, wv, e = at(P, -1, 0), at(P, 1, 0), at(P, 0, -1), at(P, 0, 1)
+    nn, ss, ww, ee = at(P, -2, 0), at(P, 2, 0), at(P, 0, -2), at(P, 0, 2)
+    nw, ne, sw, se = at(P, -1, -1), at(P, -1, 1), at(P, 1, -1), at(P, 1, 1)
+    diag = (nw + ne) + (sw + se)
+    green = colour == 1
+    if method == "bilinear":
+        g_at_c = ((n + s) + (wv + e)) * f32(0.25)
+        horiz = (wv + e) * f32(0.5)
+        vert = (n + s) * f32(0.5)
+        opposite = diag * f32(0.25)
+    elif method == "malvar":
+        far = (nn + ss) + (ww + ee)
+        g_at_c = (f32(4) * c + f32(2) * ((n + s) + (wv + e)) - far) * f32(0.125)
+        horiz = (f32(5) * c + f32(4) * (wv + e) - diag - (ww + ee) + f32(0.5) * (nn + ss)) * f32(0.125)
+        vert = (f32(5) * c + f32(4) * (n + s) - diag - (nn + ss) + f32(0.5) * (ww + ee)) * f32(0.125)
+        opposite = (f32(6) * c + f32(2) * diag - f32(1.5) * far) * f32(0.125)
+    elif method == "ha":
+        lap_h, lap_v = f32(2) * c - ww - ee, f32(2) * c - nn - ss
+        grad_h = np.abs(wv - e) + np.abs(lap_h)
+        grad_v = np.abs(n - s) + np.abs(lap_v)
+        est_h = (wv + e) * f32(0.5) + lap_h * f32(0.25)
+        est_v = (n + s) * f32(0.5) + lap_v * f32(0.25)
+        est = np.where(grad_h < grad_v, est_h, np.where(grad_v < grad_h, est_v, (est_h + est_v) * f32(0.5)))
+        G = np.where(green, c, _clamp01_f32(est)).astype(f32)
+        Gp = np.pad(G, 2, mode="reflect")
+        g0 = G
+        horiz = g0 + ((wv - at(Gp, 0, -1)) + (e - at(Gp, 0, 1))) * f32(0.5)
+        vert = g0 + ((n - at(Gp, -1, 0)) + (s - at(Gp, 1, 0))) * f32(0.5)
+        lap1 = f32(2) * g0 - at(Gp, -1, 1) - at(Gp, 1, -1)
+        lap2 = f32(2) * g0 - at(Gp, -1, -1) - at(Gp, 1, 1)
+        grad1 = np.abs(ne - sw) + np.abs(lap1)
+        grad2 = np.abs(nw - se) + np.abs(lap2)
+        est1 = (ne + sw) * f32(0.5) + lap1 * f32(0.5)
+        est2 = (nw + se) * f32(0.5) + lap2 * f32(0.5)
+        opposite = np.where(grad1 < grad2, est1, np.where(grad2 < grad1, est2, (est1 + est2) * f32(0.5)))
+        g_at_c = G
+    else:
+        raise ValueError(method)
+    rgb = np.zeros((h, w, 3), f32)
+    for ch in range(3):
+        val = np.where(colour == ch, c, f32(0))
+        if ch == 1:
+            val = np.where(green, c, g_at_c)
+        else:
+            val = np.where(green & (hcol == ch), horiz, val)
+            val = np.where(green & (hcol != ch), vert, val)
+            val = np.where(~green & (colour != ch), opposite, val)
+        rgb[..., ch] = val
+    rgb = _clamp01_f32(rgb)
+    m = np.asarray(cam_to_rgb, dtype=np.float64).astype(f32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    out = np.stack([_clamp01_f32((m[i, 0] * r + m[i, 1] * g) + m[i, 2] * b) for i in range(3)], axis=-1)
+    if gamma == "linear" and tone == "none":
+        enc = out  # exact float32, no table
+    else:
+        enc = isp_tone_forward(tone, isp_gamma_encode(gamma, out.astype(np.float64)))
+    if out_dtype == "float32":
+        return enc.astype(f32)
+    peak = 255.0 if out_dtype == "uint8" else 65535.0
+    return np.floor(enc.astype(np.float64) * peak + 0.5).astype(out_dtype)
+
+
+# ---------------------------------------------------------------------------
 # Preprocessing: Pillow's bilinear resize (Image.resize(..., Image.BILINEAR)),
 # centre crop, scaling and layout. Written from the definition of Pillow's
 # two-pass fixed-point resampling (libImaging/Resample.c), not from the kernel.

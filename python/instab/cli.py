@@ -94,6 +94,37 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _labelled_images(images: str, labels: str, limit: int | None) -> tuple[list, list[str]]:
+    from instab.data import read_labels_csv
+
+    items, errors = read_labels_csv(labels, images)
+    items = sorted(items, key=lambda it: it.path.name)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError(f"--limit: must be >= 1, got {limit}")
+        items = items[:limit]
+    if not items:
+        raise UsageError(f"no usable images: {labels} lists none that exist in {images}")
+    return items, errors
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from instab import devices
+    from instab.simulate import simulate
+
+    if args.profiles:
+        devices.load_profiles(args.profiles)
+    envs = list(args.env or []) + [f"device:{d}" for d in (args.device or [])]
+    if not envs:
+        raise UsageError("give at least one --env or --device")
+    items, label_errors = _labelled_images(args.images, args.labels, args.limit)
+    summary = simulate(items, envs, args.out, repeats=args.repeats, seed=args.seed, threads=args.threads)
+    for e in label_errors[:10]:
+        print(f"labels: {e}")
+    print(summary.text())
+    return EXIT_PARTIAL if summary.errors or label_errors else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instab",
@@ -106,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the embedded default and write a report")
     demo.add_argument("--out", default="instab-demo", help="output folder (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser("simulate", help="images -> environments or virtual devices -> image files + manifest")
+    sim.add_argument("--images", required=True, help="folder of images")
+    sim.add_argument("--labels", required=True, help="labels CSV with columns file, class_index")
+    sim.add_argument("--env", action="append", help="environment, e.g. jpeg:q=85 (repeatable)")
+    sim.add_argument("--device", action="append", help="virtual device profile name (repeatable)")
+    sim.add_argument("--profiles", help="TOML file of extra device profiles ([device.NAME] tables)")
+    sim.add_argument("--repeats", type=int, default=1, help="shots per environment (default: %(default)s)")
+    sim.add_argument("--limit", type=int, help="use only the first N images (by file name)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--threads", type=int, default=None)
+    sim.add_argument("--out", required=True, help="output folder (images and manifest.csv)")
+    sim.set_defaults(func=_cmd_simulate)
 
     score = sub.add_parser("score", help="score a manifest CSV into a SQLite results store (resumable)")
     score.add_argument("manifest", help="manifest CSV: image_id, environment, path, labels[, repeat, group]")

@@ -123,7 +123,12 @@ class Environment(ABC):
 
 
 class Chain(Environment):
-    """Environments applied one after another; sizes are the last codec's."""
+    """Environments applied one after another; sizes are the last codec's.
+
+    Step ``k`` gets the seed ``_mix(seed, k)``. Consecutive steps that can fuse
+    (distortions, which offer ``fused_ops``) run as one kernel pass over the
+    pixels, each with its own step seed, without uint8 rounding between them.
+    """
 
     def __init__(self, parts: Sequence[Environment]):
         self.parts = list(parts)
@@ -131,11 +136,22 @@ class Chain(Environment):
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
         out = EnvOutput(images=images, errors=[None] * len(images))
-        for step, env in enumerate(self.parts):
-            # Each step gets its own seed stream so that two noisy steps differ.
-            nxt = env.apply(_survivors(out), seed=_mix(seed, step), threads=threads, first_index=first_index)
+        step = 0
+        while step < len(self.parts):
+            env = self.parts[step]
+            end = step + 1
+            if hasattr(env, "fused_ops"):
+                ops = list(env.fused_ops(_mix(seed, step)))
+                while end < len(self.parts) and hasattr(self.parts[end], "fused_ops"):
+                    ops += self.parts[end].fused_ops(_mix(seed, end))
+                    end += 1
+                nxt = type(env).apply_fused(_survivors(out), ops, threads, first_index)
+            else:
+                # Each step gets its own seed stream so that two noisy steps differ.
+                nxt = env.apply(_survivors(out), seed=_mix(seed, step), threads=threads, first_index=first_index)
             errors = [a or b for a, b in zip(out.errors, nxt.errors or [None] * len(nxt))]
             out = EnvOutput(nxt.images, nxt.sizes if nxt.sizes is not None else out.sizes, errors)
+            step = end
         return out
 
     def __str__(self) -> str:
@@ -187,6 +203,8 @@ def parse(text: str) -> Environment:
     """Parse an environment's text form, e.g. ``jpeg:q=50,subsampling=420`` or ``distort:phone+jpeg:q=85``."""
     if not isinstance(text, str):
         raise TypeError(f"environment: expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("environment '': empty text, expected 'kind' or 'kind:options' (e.g. jpeg:q=85)")
     parts = [p for p in text.split("+")]
     if any(not p.strip() for p in parts):
         raise ValueError(f"environment {text!r}: empty part in a '+' chain")
