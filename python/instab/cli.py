@@ -125,6 +125,30 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if summary.errors or label_errors else EXIT_OK
 
 
+def _add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from instab.train.mitigation import add_mitigation_arguments
+    except ImportError:  # the mitigation study is not part of this build
+        return
+    add_mitigation_arguments(parser)
+
+
+def _cmd_characterize(args: argparse.Namespace) -> int:
+    from instab import characterize, devices
+
+    if args.profiles:
+        devices.load_profiles(args.profiles)
+    if args.experiment == "mitigation":
+        from instab.train.mitigation import run_mitigation_cli
+
+        return run_mitigation_cli(args)
+    if not args.images or not args.labels:
+        raise UsageError("--images and --labels are required")
+    characterize.run(args.experiment, args.images, args.labels, args.model or [characterize.DEFAULT_MODEL],
+                     args.out, limit=args.limit, seed=args.seed, threads=args.threads)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instab",
@@ -150,6 +174,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--threads", type=int, default=None)
     sim.add_argument("--out", required=True, help="output folder (images and manifest.csv)")
     sim.set_defaults(func=_cmd_simulate)
+
+    from instab.characterize import EXPERIMENT_NAMES
+
+    ch = sub.add_parser("characterize", help="run one of the source study's experiments on labelled images")
+    ch.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES)
+    ch.add_argument("--images", help="folder of images")
+    ch.add_argument("--labels", help="labels CSV with columns file, class_index")
+    ch.add_argument("--model", action="append", help="model name or ONNX path (repeatable; default efficientnet-lite0)")
+    ch.add_argument("--profiles", help="TOML file of extra device profiles")
+    ch.add_argument("--limit", type=int, help="use only the first N images")
+    ch.add_argument("--seed", type=int, default=0)
+    ch.add_argument("--threads", type=int, default=None)
+    ch.add_argument("--out", help="folder for the .txt/.json tables")
+    _add_mitigation_arguments(ch)
+    ch.set_defaults(func=_cmd_characterize)
 
     score = sub.add_parser("score", help="score a manifest CSV into a SQLite results store (resumable)")
     score.add_argument("manifest", help="manifest CSV: image_id, environment, path, labels[, repeat, group]")
