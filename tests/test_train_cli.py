@@ -40,6 +40,9 @@ def test_the_documented_invocation(folder, capsys):
     ])
     assert args.func(args) == 0
     tuned = onnx.load(str(out))
+    from instab import models
+
+    assert models.load(out).spec == models.load(folder / "float.onnx").spec  # spec kept in the metadata
     base = tiny_classifier()
     assert [i.name for i in tuned.graph.input] == [i.name for i in base.graph.input]
     assert [o.name for o in tuned.graph.output] == [o.name for o in base.graph.output]
