@@ -61,6 +61,8 @@ class IspTable:
 
     isps: list[str]
     n_images: int
+    original_top1: float  # the unprocessed sRGB images, for reference (not part of the instability)
+    original_top5: float
     top1: list[float]
     top5: list[float]
     errors: list[int]  # images an ISP failed on
@@ -72,6 +74,7 @@ class IspTable:
 
     def markdown(self) -> str:
         lines = ["| ISP | top-1 | top-5 | failed |", "|---|---|---|---|"]
+        lines.append(f"| (original sRGB, no ISP) | {self.original_top1:.3f} | {self.original_top5:.3f} | - |")
         for name, a1, a5, e in zip(self.isps, self.top1, self.top5, self.errors):
             lines.append(f"| `{name}` | {a1:.3f} | {a5:.3f} | {e} |")
         lines.append(
@@ -151,6 +154,10 @@ def isp_table(
     sets its own ``shot=``/``read=``.
     """
     t0 = time.perf_counter()
+    original = _predict(classifier, images, 5)
+    labels_col = np.asarray(labels).reshape(-1, 1)
+    orig1 = float(np.mean(original[:, 0] == labels_col[:, 0]))
+    orig5 = float(np.mean((original == labels_col).any(axis=1)))
     preds, errors = [], []
     for name in isps:
         if "shot=" not in name and "read=" not in name:
@@ -164,7 +171,7 @@ def isp_table(
     ours = [i for i, s in enumerate(isps) if "instab-" in s]
     sub = lambda cols: instability(pred[:, cols], labels, k=1).rate if len(cols) >= 2 else float("nan")  # noqa: E731
     return IspTable(
-        isps=list(isps), n_images=len(images), top1=acc1.tolist(), top5=acc5.tolist(), errors=errors,
+        isps=list(isps), n_images=len(images), original_top1=orig1, original_top5=orig5, top1=acc1.tolist(), top5=acc5.tolist(), errors=errors,
         instability_top1=rate1, instability_top5=rate5, instability_libraw_top1=sub(libraw),
         instability_instab_top1=sub(ours), seconds=time.perf_counter() - t0,
     )
