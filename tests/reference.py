@@ -304,6 +304,199 @@ def distort_chain(images: np.ndarray, ops, first_index: int = 0, out_dtype: str 
         else:
             out[i] = res
     return out, params
+# isp: unprocess / develop (csrc/isp.cpp), written from the definitions.
+# The develop reference repeats the kernel's float32 operations in the same order,
+# so that edge-directed decisions (Hamilton-Adams) agree exactly; the transfer
+# function and tone curve are evaluated exactly (the kernel uses tables).
+
+_M32 = np.uint64(0xFFFFFFFF)
+
+
+def isp_philox4x32(seed: int, stream: int, counter: np.ndarray) -> list[np.ndarray]:
+    """Philox4x32-10 (Salmon et al. 2011) on uint64 arrays holding 32-bit words."""
+    counter = np.asarray(counter, dtype=np.uint64)
+    c0, c1 = counter & _M32, counter >> np.uint64(32)
+    c2 = np.full_like(counter, stream & 0xFFFFFFFF)
+    c3 = np.full_like(counter, stream >> 32)
+    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        hi0, lo0 = p0 >> np.uint64(32), p0 & _M32
+        hi1, lo1 = p1 >> np.uint64(32), p1 & _M32
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + np.uint64(0x9E3779B9)) & _M32
+        k1 = (k1 + np.uint64(0xBB67AE85)) & _M32
+    return [c0, c1, c2, c3]
+
+
+def isp_normal2(seed: int, stream: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two standard normals per counter (Box-Muller on two 53-bit uniforms in (0, 1))."""
+    v = isp_philox4x32(seed, stream, counter)
+    mask = np.uint64((1 << 53) - 1)
+
+    def unit(hi, lo):
+        bits = ((hi << np.uint64(21)) ^ (lo >> np.uint64(11))) & mask
+        return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+    u1, u2 = unit(v[0], v[1]), unit(v[2], v[3])
+    r = np.sqrt(-2.0 * np.log(u1))
+    theta = 6.283185307179586476925 * u2
+    return r * np.cos(theta), r * np.sin(theta)
+
+
+def isp_gamma_encode(gamma: str, x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    if gamma == "linear":
+        return x
+    if gamma == "srgb":
+        return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.where(x < 0.018, 4.5 * x, 1.099 * np.power(x, 0.45) - 0.099)  # bt709
+
+
+def isp_gamma_decode(gamma: str, y: np.ndarray) -> np.ndarray:
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
+    if gamma == "linear":
+        return y
+    if gamma == "srgb":
+        return np.where(y <= 0.04045, y / 12.92, np.power((y + 0.055) / 1.055, 2.4))
+    return np.where(y < 0.081, y / 4.5, np.power((y + 0.099) / 1.099, 1 / 0.45))
+
+
+def isp_tone_forward(tone: str, x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return 3 * x * x - 2 * x * x * x if tone == "smoothstep" else x
+
+
+def isp_tone_inverse(tone: str, y: np.ndarray) -> np.ndarray:
+    y = np.clip(y, 0.0, 1.0)
+    return 0.5 - np.sin(np.arcsin(1 - 2 * y) / 3) if tone == "smoothstep" else y
+
+
+def isp_cfa(pattern: str) -> np.ndarray:
+    """[2, 2] colour index (0 R, 1 G, 2 B) of a Bayer pattern name."""
+    return np.array(["rgb".index(c) for c in pattern]).reshape(2, 2)
+
+
+def isp_unprocess_reference(
+    image: np.ndarray, pattern: str, rgb_to_cam: np.ndarray, inv_gains, highlight_safe: bool, tone: str,
+    gamma: str, black, white: float, shot: float, read: float, seed: int, index: int,
+) -> np.ndarray:
+    """One uint8 [H, W, 3] sRGB image -> uint16 [H, W] Bayer mosaic."""
+    h, w = image.shape[:2]
+    lin = isp_gamma_decode(gamma, isp_tone_inverse(tone, np.arange(256) / 255.0))[image]  # [h, w, 3]
+    m = np.asarray(rgb_to_cam, dtype=np.float64)
+    cam = [(m[j, 0] * lin[..., 0] + m[j, 1] * lin[..., 1]) + m[j, 2] * lin[..., 2] for j in range(3)]
+    yy, xx = np.mgrid[0:h, 0:w]
+    pos = (yy % 2) * 2 + (xx % 2)
+    colour = isp_cfa(pattern).reshape(-1)[pos]
+    gain = np.asarray(inv_gains, dtype=np.float64)[colour]
+    if highlight_safe:
+        gray = (cam[0] + cam[1] + cam[2]) / 3.0
+        mask = (np.maximum(gray - 0.9, 0.0) / 0.1) ** 2
+        gain = np.maximum(mask + (1.0 - mask) * gain, gain)
+    v = np.choose(colour, cam) * gain
+    v = np.clip(v, 0.0, 1.0)
+    if shot > 0 or read > 0:
+        q = (yy * w + xx).astype(np.uint64)
+        z0, z1 = isp_normal2(seed, index, q >> np.uint64(1))
+        v = v + np.sqrt(shot * v + read) * np.where(q & np.uint64(1), z1, z0)
+    b = np.asarray(black, dtype=np.float64)[pos]
+    dn = np.floor(b + v * (white - b) + 0.5)
+    return np.clip(dn, 0, white).astype(np.uint16)
+
+
+def _clamp01_f32(v: np.ndarray) -> np.ndarray:
+    # max(0, v) first, so NaN becomes 0 as in the kernel.
+    return np.minimum(np.where(v > 0, v, np.float32(0)), np.float32(1)).astype(np.float32)
+
+
+def isp_develop_reference(
+    mosaic: np.ndarray, pattern: str, black, white: float, gains, cam_to_rgb: np.ndarray, method: str,
+    gamma: str, tone: str, out_dtype: str,
+) -> np.ndarray:
+    """One [H, W] mosaic -> [H, W, 3] RGB, from the pipeline's definition (see instab.isp.develop)."""
+    f32 = np.float32
+    h, w = mosaic.shape
+    cfa = isp_cfa(pattern)
+    yy, xx = np.mgrid[0:h, 0:w]
+    pos = (yy % 2) * 2 + (xx % 2)
+    colour = cfa[yy % 2, xx % 2]
+    hcol = cfa[yy % 2, (xx + 1) % 2]  # colour of the horizontal neighbours
+    b32 = np.asarray(black, dtype=np.float64).astype(f32)
+    scale = (f32(1) / (f32(white) - b32)).astype(f32)
+    g32 = np.asarray(gains, dtype=np.float64).astype(f32)
+    v = _clamp01_f32((mosaic.astype(f32) - b32[pos]) * scale[pos])
+    v = _clamp01_f32(v * g32[colour])
+    P = np.pad(v, 2, mode="reflect")  # numpy's reflect = mirror without repeating the edge
+
+    def at(plane, dy, dx):
+        return plane[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w]
+
+    c = at(P, 0, 0)
+    n, s, wv, e = at(P, -1, 0), at(P, 1, 0), at(P, 0, -1), at(P, 0, 1)
+    nn, ss, ww, ee = at(P, -2, 0), at(P, 2, 0), at(P, 0, -2), at(P, 0, 2)
+    nw, ne, sw, se = at(P, -1, -1), at(P, -1, 1), at(P, 1, -1), at(P, 1, 1)
+    diag = (nw + ne) + (sw + se)
+    green = colour == 1
+    if method == "bilinear":
+        g_at_c = ((n + s) + (wv + e)) * f32(0.25)
+        horiz = (wv + e) * f32(0.5)
+        vert = (n + s) * f32(0.5)
+        opposite = diag * f32(0.25)
+    elif method == "malvar":
+        far = (nn + ss) + (ww + ee)
+        g_at_c = (f32(4) * c + f32(2) * ((n + s) + (wv + e)) - far) * f32(0.125)
+        horiz = (f32(5) * c + f32(4) * (wv + e) - diag - (ww + ee) + f32(0.5) * (nn + ss)) * f32(0.125)
+        vert = (f32(5) * c + f32(4) * (n + s) - diag - (nn + ss) + f32(0.5) * (ww + ee)) * f32(0.125)
+        opposite = (f32(6) * c + f32(2) * diag - f32(1.5) * far) * f32(0.125)
+    elif method == "ha":
+        lap_h, lap_v = f32(2) * c - ww - ee, f32(2) * c - nn - ss
+        grad_h = np.abs(wv - e) + np.abs(lap_h)
+        grad_v = np.abs(n - s) + np.abs(lap_v)
+        est_h = (wv + e) * f32(0.5) + lap_h * f32(0.25)
+        est_v = (n + s) * f32(0.5) + lap_v * f32(0.25)
+        est = np.where(grad_h < grad_v, est_h, np.where(grad_v < grad_h, est_v, (est_h + est_v) * f32(0.5)))
+        G = np.where(green, c, _clamp01_f32(est)).astype(f32)
+        Gp = np.pad(G, 2, mode="reflect")
+        g0 = G
+        horiz = g0 + ((wv - at(Gp, 0, -1)) + (e - at(Gp, 0, 1))) * f32(0.5)
+        vert = g0 + ((n - at(Gp, -1, 0)) + (s - at(Gp, 1, 0))) * f32(0.5)
+        lap1 = f32(2) * g0 - at(Gp, -1, 1) - at(Gp, 1, -1)
+        lap2 = f32(2) * g0 - at(Gp, -1, -1) - at(Gp, 1, 1)
+        grad1 = np.abs(ne - sw) + np.abs(lap1)
+        grad2 = np.abs(nw - se) + np.abs(lap2)
+        est1 = (ne + sw) * f32(0.5) + lap1 * f32(0.5)
+        est2 = (nw + se) * f32(0.5) + lap2 * f32(0.5)
+        opposite = np.where(grad1 < grad2, est1, np.where(grad2 < grad1, est2, (est1 + est2) * f32(0.5)))
+        g_at_c = G
+    else:
+        raise ValueError(method)
+    rgb = np.zeros((h, w, 3), f32)
+    for ch in range(3):
+        val = np.where(colour == ch, c, f32(0))
+        if ch == 1:
+            val = np.where(green, c, g_at_c)
+        else:
+            val = np.where(green & (hcol == ch), horiz, val)
+            val = np.where(green & (hcol != ch), vert, val)
+            val = np.where(~green & (colour != ch), opposite, val)
+        rgb[..., ch] = val
+    rgb = _clamp01_f32(rgb)
+    m = np.asarray(cam_to_rgb, dtype=np.float64).astype(f32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    out = np.stack([_clamp01_f32((m[i, 0] * r + m[i, 1] * g) + m[i, 2] * b) for i in range(3)], axis=-1)
+    if gamma == "linear" and tone == "none":
+        enc = out  # exact float32, no table
+    else:
+        enc = isp_tone_forward(tone, isp_gamma_encode(gamma, out.astype(np.float64)))
+    if out_dtype == "float32":
+        return enc.astype(f32)
+    peak = 255.0 if out_dtype == "uint8" else 65535.0
+    return np.floor(enc.astype(np.float64) * peak + 0.5).astype(out_dtype)
+
+
+# ---------------------------------------------------------------------------
 # Preprocessing: Pillow's bilinear resize (Image.resize(..., Image.BILINEAR)),
 # centre crop, scaling and layout. Written from the definition of Pillow's
 # two-pass fixed-point resampling (libImaging/Resample.c), not from the kernel.

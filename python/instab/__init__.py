@@ -4,17 +4,22 @@ An image is *unstable* when a model is right about it in at least one environmen
 (device, codec, ISP, runtime) and wrong in another. See :func:`instability`.
 """
 
+from instab import environments, models
+from instab._decode import decode
+from instab.inference import Classifier, Prediction
 from instab.metrics import InstabilityResult, instability
+from instab.preprocessing import preprocess
 
 __version__ = "0.1.0"
 
-__all__ = ["InstabilityResult", "instability", "__version__"]
-
-from instab.preprocessing import preprocess  # noqa: E402
-
-__all__ += ["preprocess"]
-
-from instab import models  # noqa: E402
-from instab.inference import Classifier, Prediction  # noqa: E402
-
-__all__ += ["models", "Classifier", "Prediction"]
+__all__ = [
+    "Classifier",
+    "InstabilityResult",
+    "Prediction",
+    "__version__",
+    "decode",
+    "environments",
+    "instability",
+    "models",
+    "preprocess",
+]

@@ -31,6 +31,35 @@ def philox4x32(
 def philox_uniform(
     seed: int, streams: npt.NDArray[np.uint64], counters: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.float64]: ...
+def isp_unprocess(
+    images: npt.NDArray[np.uint8],
+    pattern: str,
+    rgb_to_cam: npt.NDArray[np.float64],
+    inv_gains: tuple[float, float, float] | list[float],
+    highlight_safe: bool,
+    tone: str,
+    gamma: str,
+    black: tuple[float, float, float, float] | list[float],
+    white: float,
+    shot_noise: float,
+    read_noise: float,
+    seed: int,
+    first_index: int,
+    threads: int = 0,
+) -> npt.NDArray[np.uint16]: ...
+def isp_develop(
+    mosaic: npt.NDArray[np.uint16] | npt.NDArray[np.float32],
+    pattern: str,
+    black: tuple[float, float, float, float] | list[float],
+    white: float,
+    gains: tuple[float, float, float] | list[float],
+    cam_to_rgb: npt.NDArray[np.float64],
+    demosaic: str,
+    gamma: str,
+    tone: str,
+    out_dtype: str,
+    threads: int = 0,
+) -> npt.NDArray[Any]: ...
 def preprocess(
     images: list[npt.NDArray[np.uint8]] | tuple[npt.NDArray[np.uint8], ...],
     out_h: int,

@@ -94,6 +94,61 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _labelled_images(images: str, labels: str, limit: int | None) -> tuple[list, list[str]]:
+    from instab.data import read_labels_csv
+
+    items, errors = read_labels_csv(labels, images)
+    items = sorted(items, key=lambda it: it.path.name)
+    if limit is not None:
+        if limit < 1:
+            raise UsageError(f"--limit: must be >= 1, got {limit}")
+        items = items[:limit]
+    if not items:
+        raise UsageError(f"no usable images: {labels} lists none that exist in {images}")
+    return items, errors
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from instab import devices
+    from instab.simulate import simulate
+
+    if args.profiles:
+        devices.load_profiles(args.profiles)
+    envs = list(args.env or []) + [f"device:{d}" for d in (args.device or [])]
+    if not envs:
+        raise UsageError("give at least one --env or --device")
+    items, label_errors = _labelled_images(args.images, args.labels, args.limit)
+    summary = simulate(items, envs, args.out, repeats=args.repeats, seed=args.seed, threads=args.threads)
+    for e in label_errors[:10]:
+        print(f"labels: {e}")
+    print(summary.text())
+    return EXIT_PARTIAL if summary.errors or label_errors else EXIT_OK
+
+
+def _add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from instab.train.mitigation import add_mitigation_arguments
+    except ImportError:  # the mitigation study is not part of this build
+        return
+    add_mitigation_arguments(parser)
+
+
+def _cmd_characterize(args: argparse.Namespace) -> int:
+    from instab import characterize, devices
+
+    if args.profiles:
+        devices.load_profiles(args.profiles)
+    if args.experiment == "mitigation":
+        from instab.train.mitigation import run_mitigation_cli
+
+        return run_mitigation_cli(args)
+    if not args.images or not args.labels:
+        raise UsageError("--images and --labels are required")
+    characterize.run(args.experiment, args.images, args.labels, args.model or [characterize.DEFAULT_MODEL],
+                     args.out, limit=args.limit, seed=args.seed, threads=args.threads)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instab",
@@ -106,6 +161,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on the embedded default and write a report")
     demo.add_argument("--out", default="instab-demo", help="output folder (default: %(default)s)")
     demo.set_defaults(func=_cmd_demo)
+
+    sim = sub.add_parser("simulate", help="images -> environments or virtual devices -> image files + manifest")
+    sim.add_argument("--images", required=True, help="folder of images")
+    sim.add_argument("--labels", required=True, help="labels CSV with columns file, class_index")
+    sim.add_argument("--env", action="append", help="environment, e.g. jpeg:q=85 (repeatable)")
+    sim.add_argument("--device", action="append", help="virtual device profile name (repeatable)")
+    sim.add_argument("--profiles", help="TOML file of extra device profiles ([device.NAME] tables)")
+    sim.add_argument("--repeats", type=int, default=1, help="shots per environment (default: %(default)s)")
+    sim.add_argument("--limit", type=int, help="use only the first N images (by file name)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--threads", type=int, default=None)
+    sim.add_argument("--out", required=True, help="output folder (images and manifest.csv)")
+    sim.set_defaults(func=_cmd_simulate)
+
+    from instab.characterize import EXPERIMENT_NAMES
+
+    ch = sub.add_parser("characterize", help="run one of the source study's experiments on labelled images")
+    ch.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES)
+    ch.add_argument("--images", help="folder of images")
+    ch.add_argument("--labels", help="labels CSV with columns file, class_index")
+    ch.add_argument("--model", action="append", help="model name or ONNX path (repeatable; default efficientnet-lite0)")
+    ch.add_argument("--profiles", help="TOML file of extra device profiles")
+    ch.add_argument("--limit", type=int, help="use only the first N images")
+    ch.add_argument("--seed", type=int, default=0)
+    ch.add_argument("--threads", type=int, default=None)
+    ch.add_argument("--out", help="folder for the .txt/.json tables")
+    _add_mitigation_arguments(ch)
+    ch.set_defaults(func=_cmd_characterize)
 
     score = sub.add_parser("score", help="score a manifest CSV into a SQLite results store (resumable)")
     score.add_argument("manifest", help="manifest CSV: image_id, environment, path, labels[, repeat, group]")
@@ -124,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model", help="which model's results (needed when the store holds several)")
     report.add_argument("--class-names", help="text file of class names (one per line) for the tables")
     report.set_defaults(func=_cmd_report)
+
+    from instab.train.cli import add_train_parser
+
+    add_train_parser(sub)
 
     mdl = sub.add_parser("models", help="list, inspect or dequantize models")
     mdl.add_argument("action", choices=["list", "inspect", "dequantize"])

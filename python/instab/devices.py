@@ -10,7 +10,7 @@ ISPs and qualities, a WebP device); users add their own from a TOML file::
     [device.my-phone]
     demosaic = "ha"            # bilinear | malvar | ha
     wb_error = [1.03, 1.0, 0.97]
-    shot_noise = 0.002         # variance per unit of linear signal
+    shot_noise = 0.0002        # variance per unit of linear signal
     read_noise = 1e-5
     tone = "smoothstep"        # smoothstep | none
     gamma = "srgb"             # srgb | bt709
@@ -45,7 +45,7 @@ class DeviceProfile:
     name: str
     demosaic: str = "malvar"
     wb_error: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    shot_noise: float = 1e-3
+    shot_noise: float = 2e-4  # about 2 levels of 255 per pixel after development: a denoised phone photo
     read_noise: float = 1e-6
     tone: str = "smoothstep"
     gamma: str = "srgb"
@@ -143,7 +143,7 @@ BUILTIN: dict[str, DeviceProfile] = {
         DeviceProfile("phone-mid", demosaic="bilinear", wb_error=(0.96, 1.0, 1.04), tone="none",
                       codec="jpeg:q=85,subsampling=420"),
         # A budget phone with a small noisy sensor and aggressive compression.
-        DeviceProfile("phone-budget", demosaic="malvar", shot_noise=4e-3, read_noise=2e-5, sharpen=0.4,
+        DeviceProfile("phone-budget", demosaic="malvar", shot_noise=8e-4, read_noise=4e-6, sharpen=0.4,
                       codec="jpeg:q=70,subsampling=420"),
         # A phone whose camera app saves WebP, with BT.709 transfer.
         DeviceProfile("phone-webp", demosaic="ha", gamma="bt709", saturation=1.1, sharpen=0.2, codec="webp:q=80"),

@@ -1,0 +1,147 @@
+"""The raw pipeline: instab's develop beside LibRaw (rawpy), OpenCV and the numpy references.
+
+Full sizes (the issue's): a 12-megapixel (4000x3000) 14-bit Bayer mosaic, made by
+unprocessing a real photograph upscaled to 12 MP. Under --benchmark-disable
+(CI's correctness mode) the mosaic is 192x256 so the file runs in seconds.
+
+Every benchmark checks its result: instab vs LibRaw by PSNR (the same colour
+pipeline, different demosaics), vs OpenCV and numpy within one output step.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from instab import isp
+from instab._native import core
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import isp_develop_reference, isp_unprocess_reference  # noqa: E402
+
+rawpy = pytest.importorskip("rawpy")
+
+# OpenCV names Bayer codes after the second row's pattern: RGGB data is "BayerBG".
+_CV2_CODE = {"rggb": "COLOR_BayerBG2RGB", "bggr": "COLOR_BayerRG2RGB", "grbg": "COLOR_BayerGB2RGB",
+             "gbrg": "COLOR_BayerGR2RGB"}
+
+
+@pytest.fixture(scope="module")
+def full(request) -> bool:
+    return not request.config.getoption("benchmark_disable")
+
+
+@pytest.fixture(scope="module")
+def photo(samples_dir, full):
+    im = Image.open(sorted(samples_dir.glob("*.JPEG"))[0]).convert("RGB")
+    size = (4000, 3000) if full else (256, 192)
+    return np.asarray(im.resize(size, Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def raw(photo):
+    mosaic, meta = isp.unprocess(photo, "rggb", seed=1, shot_noise=1e-4, read_noise=1e-6, tone="none")
+    buf = io.BytesIO()
+    isp.write_dng(buf, mosaic, meta)
+    return mosaic, meta, buf.getvalue()
+
+
+def _libraw(dng: bytes, algorithm: str) -> np.ndarray:
+    with rawpy.imread(io.BytesIO(dng)) as r:
+        return r.postprocess(
+            demosaic_algorithm=getattr(rawpy.DemosaicAlgorithm, algorithm), use_camera_wb=True, no_auto_bright=True,
+            gamma=(2.4, 12.92), output_bps=8, user_flip=0, adjust_maximum_thr=0.0,
+        )
+
+
+@pytest.fixture(scope="module")
+def libraw_linear(raw):
+    return _libraw(raw[2], "LINEAR")
+
+
+@pytest.mark.benchmark(group="develop-12MP-16bit")
+@pytest.mark.parametrize(
+    "impl", ["instab-bilinear", "instab-malvar", "instab-ha", "rawpy-LINEAR", "rawpy-AHD"]
+)
+def test_develop(benchmark, raw, libraw_linear, impl):
+    mosaic, meta, dng = raw
+    engine, _, method = impl.partition("-")
+    if engine == "instab":
+        out = benchmark(isp.develop, mosaic, meta, method, tone="none")
+    else:
+        out = benchmark(_libraw, dng, method)
+    assert out.shape == mosaic.shape + (3,) and out.dtype == np.uint8
+    # Same colour pipeline: LibRaw LINEAR and instab bilinear agree to > 45 dB (54 dB on the real frame);
+    # the better demosaics differ from LINEAR only at edges.
+    floor = 45 if impl in ("instab-bilinear", "rawpy-LINEAR") else 30
+    assert isp.psnr(out, libraw_linear) > floor
+
+
+@pytest.mark.benchmark(group="bilinear-12MP-16bit-vs-cv2")
+@pytest.mark.parametrize("impl", ["instab", "cv2"])
+@pytest.mark.parametrize("pattern", ["rggb", "gbrg"])
+def test_bilinear_vs_opencv(benchmark, raw, impl, pattern):
+    cv2 = pytest.importorskip("cv2")
+    mosaic = raw[0]
+    if pattern == "gbrg":  # the same data read one row down is a GBRG mosaic
+        mosaic = np.ascontiguousarray(mosaic[1:-1])
+    code = getattr(cv2, _CV2_CODE[pattern])
+    plain = isp.RawMeta(pattern, black_level=0, white_level=65535)
+    if impl == "instab":
+        out = benchmark(isp.develop, mosaic, plain, "bilinear", wb="none", gamma="linear", tone="none",
+                        out_dtype="uint16")
+    else:
+        out = benchmark(cv2.cvtColor, mosaic, code)
+    ref = cv2.cvtColor(mosaic, code)
+    # OpenCV treats the outermost pixel ring differently; inside it, both round the same average.
+    assert np.abs(out[1:-1, 1:-1].astype(np.int64) - ref[1:-1, 1:-1]).max() <= 1
+
+
+@pytest.mark.benchmark(group="develop-malvar-threads")
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_thread_scaling(benchmark, raw, threads):
+    mosaic, meta, _ = raw
+    out = benchmark(isp.develop, mosaic, meta, "malvar", tone="none", threads=threads)
+    np.testing.assert_array_equal(out, isp.develop(mosaic, meta, "malvar", tone="none", threads=1))
+
+
+@pytest.fixture(scope="module")
+def tile(raw, full):
+    # The numpy references are slow and memory-hungry: time them on a 1-MP tile.
+    mosaic, meta, _ = raw
+    return np.ascontiguousarray(mosaic[: 1000 if full else 64, : 1000 if full else 96]), meta
+
+
+@pytest.mark.benchmark(group="develop-1MP-vs-numpy")
+@pytest.mark.parametrize("impl", ["instab", "numpy"])
+@pytest.mark.parametrize("method", ["malvar", "ha"])
+def test_develop_vs_numpy(benchmark, tile, impl, method):
+    mosaic, meta = tile
+    args = (mosaic, meta.pattern, meta.black_level, meta.white_level, meta.wb_gains, meta.cam_to_rgb, method, "srgb",
+            "none", "uint8")
+    if impl == "instab":
+        out = benchmark(isp.develop, mosaic, meta, method, tone="none")
+    else:
+        out = benchmark.pedantic(isp_develop_reference, args, rounds=1, iterations=1)
+    ref = isp_develop_reference(*args) if impl == "instab" else out
+    assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+@pytest.mark.benchmark(group="unprocess-1MP-vs-numpy")
+@pytest.mark.parametrize("impl", ["instab", "numpy"])
+def test_unprocess_vs_numpy(benchmark, photo, full, impl):
+    im = np.ascontiguousarray(photo[: 1000 if full else 64, : 1000 if full else 96])
+    meta = isp.nikon_meta()
+    args = (im, "rggb", meta.rgb_to_cam, [1 / g for g in meta.wb_gains], True, "smoothstep", "srgb",
+            meta.black_level, meta.white_level, 1e-3, 1e-5, 3, 0)
+    if impl == "instab":
+        out = benchmark(core.isp_unprocess, im[None], *args[1:], 0)[0]
+        ref = isp_unprocess_reference(*args)
+    else:
+        out = ref = benchmark.pedantic(isp_unprocess_reference, args, rounds=1, iterations=1)
+    assert np.abs(out.astype(int) - ref).max() <= 1

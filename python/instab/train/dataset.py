@@ -1,0 +1,130 @@
+"""Training data: labelled images from a folder, the model's input format, and the perturbation of x'."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+Perturb = Callable[[np.ndarray, int, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """How uint8 RGB NHWC images become the model's input tensor: ``pixel * scale + offset``, cast, laid out."""
+
+    layout: str = "nhwc"
+    dtype: str = "uint8"
+    size: int = 224
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    crop: float = 0.875
+
+    @classmethod
+    def from_model(cls, model: onnx.ModelProto, spec=None) -> InputFormat:
+        """Read the format from an instab model spec when given, else from the graph's input shape and type."""
+        if spec is not None:
+            return cls(spec.layout, spec.dtype, int(spec.size), tuple(spec.scale), tuple(spec.offset), spec.crop)
+        inits = {i.name for i in model.graph.initializer}
+        inp = next(i for i in model.graph.input if i.name not in inits)
+        t = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if len(dims) != 4:
+            raise ValueError(f"model input {inp.name!r}: expected a 4-D image batch, got {dims}")
+        layout = "nhwc" if dims[3] == 3 else "nchw" if dims[1] == 3 else None
+        if layout is None:
+            raise ValueError(f"model input {inp.name!r}: cannot tell NHWC from NCHW in shape {dims}")
+        size = dims[1] if layout == "nhwc" else dims[2]
+        if t.elem_type == onnx.TensorProto.UINT8:
+            return cls(layout, "uint8", int(size or 224))
+        if t.elem_type == onnx.TensorProto.FLOAT:
+            raise ValueError(
+                f"model input {inp.name!r} is float32: its pixel scaling is unknown, pass an InputFormat "
+                "(or a model spec) with scale and offset"
+            )
+        raise ValueError(f"model input {inp.name!r}: unsupported element type {t.elem_type}")
+
+    def to_input(self, images: np.ndarray) -> np.ndarray:
+        """Convert a uint8 [N, H, W, 3] batch to the model's input tensor."""
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"images: expected a uint8 [N, H, W, 3] batch, got {images.dtype} {images.shape}")
+        if self.dtype == "uint8":
+            x = images
+        else:
+            x = images.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        if self.layout == "nchw":
+            x = x.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x)
+
+
+def decode_rgb(path: Path) -> np.ndarray:
+    """Decode an image file to a uint8 RGB HWC array."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def load_dataset(
+    images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Load the images of a labels CSV (``file,class_index``); returns (uint8 [N, size, size, 3], labels, files, errors).
+
+    Images are resized (shorter side to ``round(size / crop)``) and centre-cropped by
+    :func:`instab.preprocessing.preprocess`.
+
+    A row that cannot be used (bad label, missing or corrupt file) is skipped and
+    reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
+    """
+    from instab.data import read_labels_csv
+    from instab.preprocessing import preprocess
+
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images: {images_dir} is not a folder")
+    rows, errors = read_labels_csv(labels_csv, images_dir)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit: expected a positive number of images, got {limit}")
+        rows = rows[:limit]
+    decoded, labels, files = [], [], []
+    for row in rows:
+        try:
+            decoded.append(decode_rgb(row.path))
+        except Exception as exc:  # noqa: BLE001 -- any undecodable file is recorded, the rest go on
+            errors.append(f"{row.path.name}: {exc}")
+            continue
+        labels.append(row.labels[0])  # training uses the first of several correct labels
+        files.append(row.path.name)
+    if not decoded:
+        raise ValueError(f"images: none of the {len(rows)} listed images could be read ({errors[:3]})")
+    # The classifiers' own resize + centre crop (Pillow-exact), kept as uint8 so that x' can be made from it.
+    images = preprocess(decoded, size, crop=crop, dtype="uint8")
+    return images, np.asarray(labels, np.int64), files, errors
+
+
+def make_perturbation(text: str) -> Perturb:
+    """``perturb(images, seed, first_index)`` making x' with an environment, e.g. ``noise:gaussian,sigma=0.1``.
+
+    Any environment string (codec round trips, distortions, chains with ``+``) works;
+    randomness is keyed by (seed, first_index + i) for image i, so x' does not depend on
+    how the images are batched.
+    """
+    from instab import environments
+
+    env = environments.parse(text)
+
+    def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
+        out = env.apply(images, seed=seed, first_index=first_index)
+        bad = [(i, e) for i, e in enumerate(out.errors or []) if e]
+        if bad:
+            raise ValueError(f"noise {text!r}: image {first_index + bad[0][0]}: {bad[0][1]}")
+        result = np.asarray(out.images)
+        if result.shape != images.shape or result.dtype != np.uint8:
+            raise ValueError(f"noise {text!r}: expected uint8 images shaped {images.shape}, got {result.dtype} {result.shape}")
+        return result
+
+    return apply
