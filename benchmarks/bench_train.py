@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from instab.train import Optimizer, build_training_graph
-from instab.train.dataset import gaussian_noise
+from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
 from train_helpers import tiny_classifier, tiny_data
@@ -46,7 +46,7 @@ def case(request):
     else:
         model = tiny_classifier()
         x, labels = tiny_data(4)
-    xn = gaussian_noise(0.1)(x, 0, 0)
+    xn = make_perturbation("noise:gaussian,sigma=0.1")(x, 0, 0)
     return model, x, xn, labels.astype(np.int64)
 
 

@@ -129,7 +129,7 @@ def test_bad_usage_is_a_message_not_a_traceback(argv, words, tmp_path, monkeypat
 
 
 def test_help_for_every_command(capsys):
-    for cmd in ("demo", "score", "report", "models"):
+    for cmd in ("demo", "simulate", "score", "report", "characterize", "models", "train"):
         with pytest.raises(SystemExit) as exc:
             main([cmd, "--help"])
         assert exc.value.code == 0

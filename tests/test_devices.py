@@ -101,4 +101,9 @@ def test_characterize_devices(samples_dir, models_dir, tmp_path, capsys):
     assert rc == 0
     data = json.loads((tmp_path / "devices.json").read_text())
     assert [r["environment"] for r in data[0]["rows"]] == [f"device:{n}" for n in devices.builtin_names()]
-    assert 0.0 <= data[0]["instability"] <= 1.0
+    for key in ("instability", "instability_top3", "instability_top5"):
+        assert 0.0 <= data[0][key] <= 1.0
+    # the top-k experiment reports the same environments with the three k side by side
+    assert main(["characterize", "--experiment", "top-k", "--images", str(samples_dir), "--labels",
+                 str(samples_dir / "labels.csv"), "--model", model, "--limit", "4", "--out", str(tmp_path)]) == 0
+    assert "top-3" in capsys.readouterr().out

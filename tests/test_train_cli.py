@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import onnx
 import pytest
-from instab.train.cli import add_train_parser
+from instab.cli import build_parser
 from PIL import Image
 from train_helpers import run_model, tiny_classifier, tiny_data
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog="instab")
-    add_train_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(argv)
+    """Through the real ``instab`` parser, so the wiring of the command is tested too."""
+    return build_parser().parse_args(argv)
 
 
 @pytest.fixture()
@@ -40,6 +37,9 @@ def test_the_documented_invocation(folder, capsys):
     ])
     assert args.func(args) == 0
     tuned = onnx.load(str(out))
+    from instab import models
+
+    assert models.load(out).spec == models.load(folder / "float.onnx").spec  # spec kept in the metadata
     base = tiny_classifier()
     assert [i.name for i in tuned.graph.input] == [i.name for i in base.graph.input]
     assert [o.name for o in tuned.graph.output] == [o.name for o in base.graph.output]

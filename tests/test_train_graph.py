@@ -6,14 +6,14 @@ import numpy as np
 import onnx
 import pytest
 from instab.train import Optimizer, UnsupportedOperatorError, build_training_graph
-from instab.train.dataset import gaussian_noise
+from instab.train.dataset import make_perturbation
 from instab.train.graph import updated_name
 from instab.train.loop import Trainer
 from onnx import TensorProto, helper, numpy_helper
 from train_helpers import run_model, session, tiny_classifier, tiny_data
 
 IMAGES, LABELS = tiny_data(24)
-NOISE = gaussian_noise(0.1)
+NOISE = make_perturbation("noise:gaussian,sigma=0.1")
 
 
 def run_graph(tg, params, x, xn, labels, lr=0.0, step=1.0, state=None):

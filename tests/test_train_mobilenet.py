@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from instab.train import build_training_graph, parameter_layers
-from instab.train.dataset import gaussian_noise, load_dataset
+from instab.train.dataset import load_dataset, make_perturbation
 from instab.train.loop import Trainer
 from onnx import helper, numpy_helper
 from train_helpers import fd_check
@@ -68,7 +68,7 @@ def test_short_fine_tune_on_real_images(float_model, samples):
     tg = build_training_graph(float_model, loss="kl", alpha=0.5, optimizer="adam", trainable="last:2")
     assert len(tg.params) == 4  # Conv_1 and the classifier, weights and biases
     tr = Trainer(tg)
-    hist = tr.fit(images, labels, lambda a: a, gaussian_noise(0.1), epochs=3, batch_size=8, lr=1e-3, seed=0)
+    hist = tr.fit(images, labels, lambda a: a, make_perturbation("noise:gaussian,sigma=0.1"), epochs=3, batch_size=8, lr=1e-3, seed=0)
     assert hist[-1]["loss"] < 0.8 * hist[0]["loss"], [h["loss"] for h in hist]
     tuned = tr.export()
     assert [o.name for o in tuned.graph.output] == [o.name for o in float_model.proto.graph.output]
@@ -80,7 +80,7 @@ def test_one_step_matches_torch(float_model, samples):
     from train_torch_oracle import TorchGraph, stability_loss
 
     images, labels = samples[0][:2], samples[1][:2]
-    noisy = gaussian_noise(0.1)(images, 0, 0)
+    noisy = make_perturbation("noise:gaussian,sigma=0.1")(images, 0, 0)
     from instab.train import Optimizer
 
     # lr = 1 without momentum: the update is the gradient itself, compared at full float32 precision.
@@ -113,6 +113,23 @@ def test_embedding_layer_on_mobilenet(float_model, samples):
 
     before = run_model(tr.export(), images)
     np.testing.assert_allclose(before, run_model(float_model.proto, images), atol=1e-5)
-    r = tr.step(images, gaussian_noise(0.1)(images, 0, 0), labels, 1e-3)
+    r = tr.step(images, make_perturbation("noise:gaussian,sigma=0.1")(images, 0, 0), labels, 1e-3)
     assert r.stability > 0 and np.isfinite(r.loss)
     assert not np.allclose(run_model(tr.export(), images), before)
+
+
+def test_efficientnet_lite0_float_input_trains(samples):
+    """The embedded default (float NCHW input, logits output, Flatten + Gemm head) trains too."""
+    from instab import models
+    from instab.train.dataset import InputFormat
+
+    model = models.load("efficientnet-lite0")
+    fmt = InputFormat.from_model(model.proto, model.spec)
+    assert (fmt.layout, fmt.dtype) == ("nchw", "float32")
+    images, labels = samples[0][:2], samples[1][:2]
+    tr = Trainer(build_training_graph(model, loss="kl", alpha=0.1, optimizer="adam"))
+    noisy = make_perturbation("noise:gaussian,sigma=0.1")(images, 0, 0)
+    losses = [tr.step(fmt.to_input(images), fmt.to_input(noisy), labels, 1e-4).loss for _ in range(3)]
+    assert losses[-1] < losses[0]
+    tuned = tr.export()
+    assert [o.name for o in tuned.graph.output] == [o.name for o in model.proto.graph.output]

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from instab.train import Optimizer, build_training_graph
-from instab.train.dataset import gaussian_noise
+from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
 from train_helpers import tiny_classifier, tiny_data
@@ -43,7 +43,7 @@ def test_steps_match_torch(loss, opt, trainable):
     tm = TorchGraph(tg.inference, tg.params, outputs)
     lr = 0.05 if opt.kind == "sgd" else 1e-2
     topt = torch_optimizer(opt, [tm.params[p] for p in tg.params], lr)
-    noise = gaussian_noise(0.2)
+    noise = make_perturbation("noise:gaussian,sigma=0.2")
     for step in range(3):
         x, y = IMAGES[step * 5 : step * 5 + 5], LABELS[step * 5 : step * 5 + 5]
         xn = noise(x, 0, step * 5) if loss != "ce" else None

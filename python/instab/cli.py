@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--class-names", help="text file of class names (one per line) for the tables")
     report.set_defaults(func=_cmd_report)
 
+    from instab.train.cli import add_train_parser
+
+    add_train_parser(sub)
+
     mdl = sub.add_parser("models", help="list, inspect or dequantize models")
     mdl.add_argument("action", choices=["list", "inspect", "dequantize"])
     mdl.add_argument("name", nargs="?", help="model name or ONNX path")

@@ -65,6 +65,8 @@ class ExperimentTable:
     n_unstable: int
     instability_top5: float
     n_unstable_top5: int
+    instability_top3: float
+    n_unstable_top3: int
     errors: list[str] = field(default_factory=list, repr=False)  # first few error messages
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +79,8 @@ class ExperimentTable:
             "n_unstable": self.n_unstable,
             "instability_top5": self.instability_top5,
             "n_unstable_top5": self.n_unstable_top5,
+            "instability_top3": self.instability_top3,
+            "n_unstable_top3": self.n_unstable_top3,
             "rows": [
                 {
                     "environment": r.environment,
@@ -103,7 +107,8 @@ class ExperimentTable:
                          f"{r.flips_vs_first:6.1%}  {r.n_errors:>6d}")
         lines.append(
             f"instability over the {len(self.rows)} environments: top-1 {self.instability:.1%} "
-            f"({self.n_unstable}/{self.n_images}), top-5 {self.instability_top5:.1%} "
+            f"({self.n_unstable}/{self.n_images}), top-3 {self.instability_top3:.1%} "
+            f"({self.n_unstable_top3}/{self.n_images}), top-5 {self.instability_top5:.1%} "
             f"({self.n_unstable_top5}/{self.n_images})"
         )
         return "\n".join(lines)
@@ -233,6 +238,7 @@ def run_environments(
 def _table(name: str, model_name: str, envs: Sequence[Environment], classes: np.ndarray, labels: list,
            sizes: np.ndarray, n_errors: np.ndarray, errors: list[str]) -> ExperimentTable:
     top1 = instability(classes, labels, k=1)
+    top3 = instability(classes, labels, k=3)
     top5 = instability(classes, labels, k=5)
     pair = top1.pairwise()
     rows = []
@@ -250,7 +256,8 @@ def _table(name: str, model_name: str, envs: Sequence[Environment], classes: np.
     return ExperimentTable(
         name=name, model=model_name, n_images=int(top1.observed.any(axis=1).sum()), rows=rows,
         instability=float(top1.rate), n_unstable=top1.n_unstable,
-        instability_top5=float(top5.rate), n_unstable_top5=top5.n_unstable, errors=errors[:20],
+        instability_top5=float(top5.rate), n_unstable_top5=top5.n_unstable,
+        instability_top3=float(top3.rate), n_unstable_top3=top3.n_unstable, errors=errors[:20],
     )
 
 

@@ -134,7 +134,13 @@ def run_train(args: argparse.Namespace) -> int:
         )
     except FloatingPointError as exc:
         raise ValueError(f"{exc}; try a smaller --lr (was {lr})") from None
-    trainer.export(out)
+    tuned = trainer.export()
+    if hasattr(model, "spec"):  # keep the model spec (scaling, crop, class offset) in the file's metadata
+        from instab import models
+
+        models.Model(tuned, model.spec, getattr(model, "name", "model") + "-tuned").save(out)
+    else:
+        onnx.save(tuned, str(out))
     if hist:
         first, last = hist[0], hist[-1]
         print(

@@ -107,42 +107,24 @@ def load_dataset(
 
 
 def make_perturbation(text: str) -> Perturb:
-    """``perturb(images, seed, first_index)`` for an environment string such as ``noise:gaussian,sigma=0.1``."""
+    """``perturb(images, seed, first_index)`` making x' with an environment, e.g. ``noise:gaussian,sigma=0.1``.
+
+    Any environment string (codec round trips, distortions, chains with ``+``) works;
+    randomness is keyed by (seed, first_index + i) for image i, so x' does not depend on
+    how the images are batched.
+    """
     from instab import environments
 
-    try:
-        env = environments.parse(text)
-    except ModuleNotFoundError:
-        env = None
-    if env is not None:
-
-        def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
-            out = env.apply(images, seed=seed, first_index=first_index)
-            bad = [e for e in (out.errors or []) if e]
-            if bad:
-                raise ValueError(f"noise {text!r}: {bad[0]}")
-            return np.asarray(out.images)
-
-        return apply
-    spec = environments.parse_spec(text)
-    if spec.kind != "noise" or spec.words != ("gaussian",):
-        raise ValueError(f"noise {text!r}: this environment is not available in this build")
-    spec.check(words=("gaussian",), keys=("sigma",))
-    sigma = spec.param("sigma", 0.1, float)
-    return gaussian_noise(sigma)
-
-
-def gaussian_noise(sigma: float) -> Perturb:
-    """Additive Gaussian noise of std ``sigma`` (in units of the full 0..1 pixel range), keyed per image."""
-    if not np.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"sigma: expected a finite value >= 0, got {sigma}")
+    env = environments.parse(text)
 
     def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
-        out = np.empty_like(images)
-        for i in range(len(images)):
-            rng = np.random.default_rng([seed, first_index + i])
-            noisy = images[i].astype(np.float32) + rng.standard_normal(images[i].shape, np.float32) * (sigma * 255)
-            out[i] = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-        return out
+        out = env.apply(images, seed=seed, first_index=first_index)
+        bad = [(i, e) for i, e in enumerate(out.errors or []) if e]
+        if bad:
+            raise ValueError(f"noise {text!r}: image {first_index + bad[0][0]}: {bad[0][1]}")
+        result = np.asarray(out.images)
+        if result.shape != images.shape or result.dtype != np.uint8:
+            raise ValueError(f"noise {text!r}: expected uint8 images shaped {images.shape}, got {result.dtype} {result.shape}")
+        return result
 
     return apply

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real data and models live.
+"""Fixtures shared by tests/ and benchmarks/: where the real data and models live.
 
 Tests that need ../shared skip with a clear reason when it is absent (a user's
 fresh checkout), but fail under CI (CI=true), where it must be present.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"
 
 
