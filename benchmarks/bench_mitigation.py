@@ -6,8 +6,8 @@ device's cached features) + the frozen backbone on x' + one head step (KL loss,
 Adam, last two layers of the dequantized MobileNetV2). Beside it in the same
 group: the same step through issue 7's full training graph (backbone inside the
 graph, same trainable set) — the two must give the same loss. A second group
-times the Gaussian noise of the C++ core against the numpy generator of
-``instab.train.dataset.gaussian_noise`` (different generators: the noise
+times the Gaussian noise of the C++ core against the numpy generator (per-image
+``default_rng``) (different generators: the noise
 statistics must agree).
 
 Full size: batch 32. Correctness mode (--benchmark-disable): batch 2.
@@ -18,9 +18,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from instab.train import Trainer, build_training_graph
-from instab.train.dataset import gaussian_noise as numpy_gaussian
 from instab.train.head import FeatureRunner, split_model
 from instab.train.noise import GaussianNoise, make_scheme
+
+def numpy_gaussian(sigma):
+    """The numpy baseline: per-image generator, float32 normal draws, rounded and clipped to uint8."""
+
+    def apply(images, seed, first_index):
+        out = np.empty_like(images)
+        for i in range(len(images)):
+            rng = np.random.default_rng([seed, first_index + i])
+            noisy = images[i].astype(np.float32) + rng.standard_normal(images[i].shape, np.float32) * (sigma * 255)
+            out[i] = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        return out
+
+    return apply
+
 
 SCHEMES = ("gaussian:sigma=0.05", "distortion", "two-images", "subsample:n=10", "none")
 
