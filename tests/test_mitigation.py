@@ -284,20 +284,18 @@ def test_overlap_is_refused(split_csvs, samples_dir, tmp_path):
         check_disjoint([Path(first)], [tmp_path / "copy.jpg"])
 
 
-def test_cli_arguments_coexist_with_characterize_options(split_csvs, samples_dir, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--images")
-    parser.add_argument("--model", action="append")  # as `instab characterize` has it
-    parser.add_argument("--out")
-    parser.add_argument("--seed", type=int, default=0)
-    add_mitigation_arguments(parser)  # no clash with the options already there
+def test_characterize_mitigation_refuses_overlap(split_csvs, samples_dir, tmp_path, capsys):
+    """Through the real ``instab characterize`` parser: the options coexist and overlap is refused."""
+    from instab.cli import build_parser, main
+
     tr, _ = split_csvs
-    args = parser.parse_args(["--images", str(samples_dir), "--labels", str(tr), "--eval-images", str(samples_dir),
-                              "--eval-labels", str(tr), "--out", str(tmp_path), "--devices", ",".join(STANDIN_DEVICES[:2]),
-                              "--model", "mobilenet-v2-int8-st", "--quiet"])
-    assert args.model == ["mobilenet-v2-int8-st"]
-    assert run_mitigation_cli(args) == 2
+    argv = ["characterize", "--experiment", "mitigation", "--images", str(samples_dir), "--labels", str(tr),
+            "--eval-images", str(samples_dir), "--eval-labels", str(tr), "--out", str(tmp_path),
+            "--devices", ",".join(STANDIN_DEVICES[:2]), "--model", "mobilenet-v2-int8-st", "--quiet"]
+    assert build_parser().parse_args(argv).model == ["mobilenet-v2-int8-st"]
+    assert main(argv) == 2
     assert "overlap" in capsys.readouterr().err
+    args = build_parser().parse_args(argv)
     args.model = ["a", "b"]
     assert run_mitigation_cli(args) == 2
     assert "one start model" in capsys.readouterr().err

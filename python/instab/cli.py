@@ -125,14 +125,6 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if summary.errors or label_errors else EXIT_OK
 
 
-def _add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from instab.train.mitigation import add_mitigation_arguments
-    except ImportError:  # the mitigation study is not part of this build
-        return
-    add_mitigation_arguments(parser)
-
-
 def _cmd_characterize(args: argparse.Namespace) -> int:
     from instab import characterize, devices
 
@@ -187,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--threads", type=int, default=None)
     ch.add_argument("--out", help="folder for the .txt/.json tables")
-    _add_mitigation_arguments(ch)
+    from instab.train.mitigation import add_mitigation_arguments
+
+    add_mitigation_arguments(ch)  # --eval-images, --eval-labels, ... (the options above are shared)
     ch.set_defaults(func=_cmd_characterize)
 
     score = sub.add_parser("score", help="score a manifest CSV into a SQLite results store (resumable)")
