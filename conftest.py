@@ -14,6 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent / "shared"
 
+# Built-in model names ("mobilenet-v2-int8-st", ...) resolve through INSTAB_MODELS_DIR,
+# as they would for a user of an installed package.
+if (SHARED / "models").is_dir():
+    os.environ.setdefault("INSTAB_MODELS_DIR", str(SHARED / "models"))
+
 
 def _require(path: Path) -> Path:
     if not path.exists():
