@@ -68,14 +68,27 @@ def decode_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def load_dataset(
-    images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875, limit: int | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Load the images of a labels CSV (``file,class_index``); returns (uint8 [N, size, size, 3], labels, files, errors).
+@dataclass
+class LabeledSet:
+    """Images resized and centre-cropped to the model's size, with their label sets."""
+
+    images: np.ndarray  # uint8 [N, size, size, 3]
+    labels: list[list[int]]  # every correct class of each image
+    paths: list[Path]
+    errors: list[str]  # rows that could not be used, and why
+
+    @property
+    def first_labels(self) -> np.ndarray:
+        """Training uses the first of several correct labels."""
+        return np.asarray([ls[0] for ls in self.labels], dtype=np.int64)
+
+
+def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875,
+                 limit: int | None = None) -> LabeledSet:
+    """Load the images of a labels CSV (``file,class_index``), resized and centre-cropped.
 
     Images are resized (shorter side to ``round(size / crop)``) and centre-cropped by
-    :func:`instab.preprocessing.preprocess`.
-
+    :func:`instab.preprocessing.preprocess`, kept as uint8 so that x' can be made from them.
     A row that cannot be used (bad label, missing or corrupt file) is skipped and
     reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
     """
@@ -90,20 +103,26 @@ def load_dataset(
         if limit < 1:
             raise ValueError(f"limit: expected a positive number of images, got {limit}")
         rows = rows[:limit]
-    decoded, labels, files = [], [], []
+    decoded, labels, paths = [], [], []
     for row in rows:
         try:
             decoded.append(decode_rgb(row.path))
         except Exception as exc:  # noqa: BLE001 -- any undecodable file is recorded, the rest go on
             errors.append(f"{row.path.name}: {exc}")
             continue
-        labels.append(row.labels[0])  # training uses the first of several correct labels
-        files.append(row.path.name)
+        labels.append(list(row.labels))
+        paths.append(row.path)
     if not decoded:
-        raise ValueError(f"images: none of the {len(rows)} listed images could be read ({errors[:3]})")
-    # The classifiers' own resize + centre crop (Pillow-exact), kept as uint8 so that x' can be made from it.
-    images = preprocess(decoded, size, crop=crop, dtype="uint8")
-    return images, np.asarray(labels, np.int64), files, errors
+        raise ValueError(f"images: none of the {len(rows)} listed images in {labels_csv} could be read ({errors[:3]})")
+    return LabeledSet(preprocess(decoded, size, crop=crop, dtype="uint8"), labels, paths, errors)
+
+
+def load_dataset(
+    images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """:func:`load_labeled` as (uint8 [N, size, size, 3], first labels, file names, errors)."""
+    data = load_labeled(images_dir, labels_csv, size, crop, limit)
+    return data.images, data.first_labels, [p.name for p in data.paths], data.errors
 
 
 def make_perturbation(text: str) -> Perturb:

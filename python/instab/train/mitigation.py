@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from instab.train.dataset import load_labeled
 from instab.train.head import FeatureRunner, SplitModel, join, split_model, train_head
 from instab.train.noise import NoiseScheme, PairedImages, Subsample, make_scheme
 
@@ -87,47 +88,6 @@ class MitigationConfig:
             raise ValueError(f"int8: expected none, best or all, got {self.int8!r}")
         if self.calibration < 1 or self.subsample_n < 1 or self.top_k < 2:
             raise ValueError("calibration and subsample_n must be >= 1, top_k >= 2")
-
-
-@dataclass
-class LabeledSet:
-    """Images resized and centre-cropped to the model's size, with their label sets."""
-
-    images: np.ndarray
-    labels: list[list[int]]
-    paths: list[Path]
-    errors: list[str]
-
-    @property
-    def first_labels(self) -> np.ndarray:
-        return np.asarray([ls[0] for ls in self.labels], dtype=np.int64)
-
-
-def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop: float = 0.875,
-                 limit: int | None = None) -> LabeledSet:
-    """Load the rows of a labels CSV (``file,class_index``); unreadable rows are recorded in ``errors``."""
-    from instab.data import read_labels_csv
-    from instab.preprocessing import preprocess
-    from instab.train.dataset import decode_rgb
-
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"images: {images_dir} is not a folder")
-    rows, errors = read_labels_csv(labels_csv, images_dir)
-    if limit is not None:
-        rows = rows[:limit]
-    decoded, labels, paths = [], [], []
-    for row in rows:
-        try:
-            decoded.append(decode_rgb(row.path))
-        except Exception as exc:  # noqa: BLE001 -- an unreadable file is recorded, the rest go on
-            errors.append(f"{row.path.name}: {exc}")
-            continue
-        labels.append(list(row.labels))
-        paths.append(row.path)
-    if not decoded:
-        raise ValueError(f"images: none of the {len(rows)} listed images in {labels_csv} could be read")
-    return LabeledSet(preprocess(decoded, size, crop=crop, dtype="uint8"), labels, paths, errors)
 
 
 def _digest(path: Path) -> str:
