@@ -48,8 +48,7 @@ def run_isp(images: str, labels: str, model: str, *, limit: int | None, seed: in
     from instab.data import read_labels_csv
     from instab.isp_experiments import isp_table, raw_mitigation
 
-    items, _ = read_labels_csv(labels, images)
-    items = sorted(items, key=lambda it: it.path.name)[:limit]
+    items, _ = read_labels_csv(labels, images, limit)
     pixels = [decode(str(it.path)) for it in items]
     label_sets = [it.labels for it in items]
     clf = Classifier(_models.load(model), threads=threads)
@@ -63,8 +62,7 @@ def run_runtime(images: str, labels: str, *, limit: int | None) -> tuple[str, An
     from instab.data import read_labels_csv
     from instab.runtime import compare_runtimes
 
-    items, _ = read_labels_csv(labels, images)
-    items = sorted(items, key=lambda it: it.path.name)[:limit]
+    items, _ = read_labels_csv(labels, images, limit)
     study = compare_runtimes([str(it.path) for it in items], [it.labels for it in items])
     return study.table(), {"configs": study.names, "instability_top1": study.top1.rate,
                            "instability_topk": study.topk.rate, "accuracy": study.top1.accuracy.tolist()}

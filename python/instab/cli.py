@@ -97,12 +97,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _labelled_images(images: str, labels: str, limit: int | None) -> tuple[list, list[str]]:
     from instab.data import read_labels_csv
 
-    items, errors = read_labels_csv(labels, images)
-    items = sorted(items, key=lambda it: it.path.name)
-    if limit is not None:
-        if limit < 1:
-            raise UsageError(f"--limit: must be >= 1, got {limit}")
-        items = items[:limit]
+    items, errors = read_labels_csv(labels, images, limit)
     if not items:
         raise UsageError(f"no usable images: {labels} lists none that exist in {images}")
     return items, errors
@@ -161,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--device", action="append", help="virtual device profile name (repeatable)")
     sim.add_argument("--profiles", help="TOML file of extra device profiles ([device.NAME] tables)")
     sim.add_argument("--repeats", type=int, default=1, help="shots per environment (default: %(default)s)")
-    sim.add_argument("--limit", type=int, help="use only the first N images (by file name)")
+    sim.add_argument("--limit", type=int, help="use only the first N images of the labels CSV")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--threads", type=int, default=None)
     sim.add_argument("--out", required=True, help="output folder (images and manifest.csv)")
@@ -175,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--labels", help="labels CSV with columns file, class_index")
     ch.add_argument("--model", action="append", help="model name or ONNX path (repeatable; default efficientnet-lite0)")
     ch.add_argument("--profiles", help="TOML file of extra device profiles")
-    ch.add_argument("--limit", type=int, help="use only the first N images")
+    ch.add_argument("--limit", type=int, help="use only the first N images of the labels CSV")
     ch.add_argument("--seed", type=int, default=0)
     ch.add_argument("--threads", type=int, default=None)
     ch.add_argument("--out", help="folder for the .txt/.json tables")

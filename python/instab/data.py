@@ -83,8 +83,15 @@ def parse_label_field(text: str, class_names: Sequence[str] | None = None, n_cla
     return tuple(dict.fromkeys(out))
 
 
-def read_labels_csv(path: str | Path, images_dir: str | Path | None = None) -> tuple[list[LabeledImage], list[str]]:
-    """Read a labels CSV (file, class_index); returns (images, per-row errors)."""
+def read_labels_csv(
+    path: str | Path, images_dir: str | Path | None = None, limit: int | None = None
+) -> tuple[list[LabeledImage], list[str]]:
+    """Read a labels CSV (file, class_index); returns (images, per-row errors).
+
+    ``limit`` keeps the first N usable rows, in the CSV's order.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: expected a positive number of images, got {limit!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels: {path} does not exist")
@@ -107,6 +114,8 @@ def read_labels_csv(path: str | Path, images_dir: str | Path | None = None) -> t
                 errors.append(f"{path.name}:{line}: file {row['file']!r} not found in {base}")
                 continue
             images.append(LabeledImage(file, labels))
+            if limit is not None and len(images) == limit:
+                break
     return images, errors
 
 

@@ -186,11 +186,7 @@ def run_environments(
     if not environments:
         raise ValueError("environments: need at least one")
     envs = [_environment(e) for e in environments]
-    labelled, csv_errors = read_labels_csv(labels_csv, images_dir)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit: expected a positive int, got {limit!r}")
-        labelled = labelled[:limit]
+    labelled, csv_errors = read_labels_csv(labels_csv, images_dir, limit)
     if not labelled:
         raise ValueError(f"labels_csv: no usable images in {labels_csv} ({'; '.join(csv_errors[:3])})")
     single = not isinstance(model, (list, tuple))

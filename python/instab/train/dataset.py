@@ -98,11 +98,7 @@ def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images: {images_dir} is not a folder")
-    rows, errors = read_labels_csv(labels_csv, images_dir)
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit: expected a positive number of images, got {limit}")
-        rows = rows[:limit]
+    rows, errors = read_labels_csv(labels_csv, images_dir, limit)
     decoded, labels, paths = [], [], []
     for row in rows:
         try:
