@@ -363,3 +363,39 @@ def test_trainer_reset_restores_the_start_weights(float_model):
     for k in start:
         np.testing.assert_array_equal(t.parameters()[k], start[k])
     assert all(not v.any() for v in t.optimizer_state().values())
+
+
+def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp_path):
+    """trainable="all" trains every layer on the images themselves; the saved model is what was measured.
+
+    One photo per class makes subsample identical to two-images: its row is the two-images result, marked so.
+    """
+    from instab import models as M
+    from instab.train.mitigation import MitigationConfig, _measure_model, _Study, _Views
+
+    tr, ev = split_csvs
+    cfg = MitigationConfig(trainable="all", epochs=1, batch_size=8, losses=("kl",),
+                           schemes=("two-images", "subsample:n=10"), alphas={"kl": (3.0,)}, int8="best",
+                           label_free=False, val_fraction=0.0, raw=False, calibration=8)
+    res = run_mitigation(samples_dir, tr, samples_dir, ev, devices=STANDIN_DEVICES, config=cfg, limit=8,
+                         eval_limit=8, out=tmp_path, log=None)
+    rows = {(r["method"], r["noise"]): r for r in res.rows}
+    paired, sub = rows[("stability", "two-images")], rows[("stability", "subsample")]
+    assert sub["same_as"] == "two-images"
+    assert (sub["accuracy"], sub["instability"], sub["alpha"]) == (paired["accuracy"], paired["instability"],
+                                                                    paired["alpha"])
+    assert res.meta["cut"] is None and res.meta["backbone_images"] == 0
+    # Every layer moved: the saved float model differs from the start model in its first convolution too.
+    saved = M.load(res.meta["saved_models"]["kl-two-images"], M.load("mobilenet-v2-int8-st").spec)
+    start = M.dequantize(M.load("mobilenet-v2-int8-st"))
+    first = start.proto.graph.node[[n.op_type for n in start.proto.graph.node].index("Conv")].input[1]
+    w0 = {i.name: onnx.numpy_helper.to_array(i) for i in start.proto.graph.initializer}[first]
+    w1 = {i.name: onnx.numpy_helper.to_array(i) for i in saved.proto.graph.initializer}[first]
+    assert not np.array_equal(w0, w1)
+    # and it gives the row's numbers on the evaluation views
+    evals = load_labeled(samples_dir, ev, 224, 0.875, 8)
+    views = _Views(STANDIN_DEVICES, [np.asarray(parse(e).apply(evals.images, seed=0).images) for e in STANDIN_DEVICES],
+                   [np.ones(8, bool)] * 3)
+    study = _Study(start, cfg, 0, lambda _m: None)
+    m = _measure_model(saved, views, evals.labels, study)
+    assert (m["accuracy"], m["instability"]) == (paired["accuracy"], paired["instability"])

@@ -232,3 +232,37 @@ def test_model_tensor_names_that_clash_with_the_training_graph():
         tuned = tr.export()
         assert tuned.graph.input[0].name == "x"
         assert run_model(tuned, IMAGES[:2]).shape == (2, 10)
+
+
+@pytest.mark.parametrize("loss", ["kl", "ce", "embedding"])
+def test_soft_targets_one_hot_equal_hard_labels(loss):
+    """Soft targets that are one-hot rows give the same loss terms and update as int labels."""
+    base = tiny_classifier()
+    x, y = IMAGES[:6], LABELS[:6]
+    xn = NOISE(x, 0, 0)
+    hard = build_training_graph(base, loss=loss, alpha=0.7, optimizer="sgd")
+    soft = build_training_graph(base, loss=loss, alpha=0.7, optimizer="sgd", soft_targets=True)
+    assert soft.soft_targets and not hard.soft_targets
+    onehot = np.eye(10, dtype=np.float32)[y]
+    a = run_graph(hard, dict(hard.initial), x, xn, y, lr=0.1)
+    b = run_graph(soft, dict(soft.initial), x, xn, onehot, lr=0.1)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_soft_target_cross_entropy_matches_numpy_and_pads_a_background_class():
+    """CE = -mean sum t log p over the model's classes; with class_offset=1 output 0 gets target 0."""
+    base = tiny_classifier()
+    x = IMAGES[:5]
+    t = np.random.default_rng(2).dirichlet(np.ones(9), 5).astype(np.float32)  # classes 1..9, output 0 = background
+    tg = build_training_graph(base, loss="ce", optimizer="sgd", soft_targets=True, class_offset=1)
+    out = run_graph(tg, dict(tg.initial), x, None, t)
+    p = run_model(base, x).astype(np.float64)
+    want = -np.mean(np.sum(t * np.log(p[:, 1:]), axis=1))
+    np.testing.assert_allclose(out["ce"], want, rtol=1e-5)
+    tr = Trainer(tg, threads=1)
+    with pytest.raises(ValueError, match="soft targets shaped"):
+        tr.step(x, None, t[:, :5], 0.1)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        tr.step(x, None, -t, 0.1)
+    tr.step(x, None, t, 0.1)  # a valid batch runs

@@ -56,6 +56,7 @@ class TrainingGraph:
     class_offset: int
     num_outputs: int
     layers: list[list[str]] = field(default_factory=list)
+    soft_targets: bool = False
 
     def export(self, params: dict[str, np.ndarray]) -> onnx.ModelProto:
         """The inference model (same inputs and outputs as the original) with ``params`` as its weights."""
@@ -303,11 +304,14 @@ def build_training_graph(
     trainable: str | int = "all",
     logits: str | None = None,
     class_offset: int | None = None,
+    soft_targets: bool = False,
 ) -> TrainingGraph:
     """Build the training graph of a float ONNX classifier (a path, an ``onnx.ModelProto`` or an instab Model).
 
     ``class_offset`` is added to the labels (default: 1 for a 1001-way model with
-    a background class first, else 0).
+    a background class first, else 0). With ``soft_targets`` the ``labels`` input is a
+    float [N, classes] probability matrix (e.g. a teacher's softmax, for distillation)
+    and the cross-entropy is ``-sum(t * log p)``; otherwise it is int64 class indices [N].
     """
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
@@ -369,7 +373,7 @@ def build_training_graph(
     head = list(b.nodes)
     b.nodes.clear()
 
-    seeds = _loss_nodes(b, loss, alpha, logits, embedding, n_out, class_offset)
+    seeds = _loss_nodes(b, loss, alpha, logits, embedding, n_out, class_offset, soft_targets)
     loss_nodes = list(b.nodes)
     b.nodes.clear()
     grads = backward(fwd, seeds, params, b, constants)
@@ -395,7 +399,10 @@ def build_training_graph(
     inputs = [helper.make_tensor_value_info(X, dtype, img_shape)]
     if two:
         inputs.append(helper.make_tensor_value_info(X_NOISY, dtype, img_shape))
-    inputs.append(helper.make_tensor_value_info(LABELS, TensorProto.INT64, ["N"]))
+    if soft_targets:
+        inputs.append(helper.make_tensor_value_info(LABELS, TensorProto.FLOAT, ["N", n_out - class_offset]))
+    else:
+        inputs.append(helper.make_tensor_value_info(LABELS, TensorProto.INT64, ["N"]))
     inputs.append(helper.make_tensor_value_info(LR, TensorProto.FLOAT, []))
     if optimizer.uses_step():
         inputs.append(helper.make_tensor_value_info(STEP, TensorProto.FLOAT, []))
@@ -427,23 +434,32 @@ def build_training_graph(
         class_offset=int(class_offset),
         num_outputs=n_out,
         layers=layers,
+        soft_targets=bool(soft_targets),
     )
 
 
 def _loss_nodes(
-    b: NodeBuilder, loss: str, alpha: float, logits: str, embedding: str | None, n_out: int, class_offset: int
+    b: NodeBuilder, loss: str, alpha: float, logits: str, embedding: str | None, n_out: int, class_offset: int,
+    soft_targets: bool = False,
 ) -> dict[str, str]:
     """Append the loss and the gradient of the loss w.r.t. the logits (and embedding); return the seeds."""
     f = lambda v: b.const(np.float32(v))
     big = np.iinfo(np.int64).max
     n = b.op("Shape", [LABELS], hint="n")
+    if soft_targets:
+        n = b.op("Slice", [n, b.ints([0]), b.ints([1]), b.ints([0])], hint="n")
     nf = b.op("Cast", [b.op("Squeeze", [n])], to=TensorProto.FLOAT)  # scalar batch size
     two = loss != "ce"
     zc = b.op("Slice", [logits, b.ints([0]), n, b.ints([0])], hint="z_clean") if two else logits
-    y = LABELS if not class_offset else b.op("Add", [LABELS, b.ints([class_offset])])
     logp = b.op("LogSoftmax", [zc], axis=-1)
     p = b.op("Exp", [logp])
-    onehot = b.op("OneHot", [y, b.ints([n_out]), b.const(np.array([0.0, 1.0], np.float32))], axis=-1)
+    if soft_targets:
+        # Target rows cover the model's classes; a background output before them gets probability 0.
+        onehot = LABELS if not class_offset else b.op(
+            "Pad", [LABELS, b.ints([0, class_offset, 0, 0])], hint="targets")
+    else:
+        y = LABELS if not class_offset else b.op("Add", [LABELS, b.ints([class_offset])])
+        onehot = b.op("OneHot", [y, b.ints([n_out]), b.const(np.array([0.0, 1.0], np.float32))], axis=-1)
     picked = b.op("ReduceSum", [b.op("Mul", [onehot, logp])], keepdims=0)
     ce = b.op("Neg", [b.op("Div", [picked, nf])])
     dzc = b.op("Div", [b.op("Sub", [p, onehot]), nf])

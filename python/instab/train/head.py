@@ -183,7 +183,7 @@ def train_head(
     permutation keyed by (seed, epoch), as in :meth:`Trainer.fit`.
     Returns one record (loss, ce, stability) per step.
     """
-    labels = np.asarray(labels, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.float32 if trainer.graph.soft_targets else np.int64)
     n = len(features)
     if len(labels) != n:
         raise ValueError(f"labels: {len(labels)} labels for {n} feature rows")

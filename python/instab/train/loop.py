@@ -92,12 +92,7 @@ class Trainer:
     def step(self, x: np.ndarray, x_noisy: np.ndarray | None, labels: np.ndarray, lr: float) -> StepResult:
         """One optimizer step on a batch of model inputs ``x`` (and perturbed ``x_noisy``) with int labels."""
         g = self.graph
-        labels = np.ascontiguousarray(labels, dtype=np.int64)
-        if labels.ndim != 1 or len(labels) != len(x):
-            raise ValueError(f"labels: expected {len(x)} class indices, got shape {labels.shape}")
-        n_classes = g.num_outputs - g.class_offset
-        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-            raise ValueError(f"labels: class indices must be in 0..{n_classes - 1}, got {labels.min()}..{labels.max()}")
+        labels = self._check_labels(labels, len(x))
         if not np.isfinite(lr) or lr < 0:
             raise ValueError(f"lr: expected a finite learning rate >= 0, got {lr}")
         io = self.session.io_binding()
@@ -121,6 +116,24 @@ class Trainer:
         self._cur, self._next = self._next, self._cur
         self.step_count += 1
         return StepResult(loss, ce, stab)
+
+    def _check_labels(self, labels: np.ndarray, n: int) -> np.ndarray:
+        """int64 class indices [n], or float32 target distributions [n, classes] for a soft-target graph."""
+        g = self.graph
+        n_classes = g.num_outputs - g.class_offset
+        if g.soft_targets:
+            labels = np.ascontiguousarray(labels, dtype=np.float32)
+            if labels.shape != (n, n_classes):
+                raise ValueError(f"labels: expected soft targets shaped ({n}, {n_classes}), got {labels.shape}")
+            if not np.isfinite(labels).all() or labels.min() < 0:
+                raise ValueError("labels: soft targets must be finite and >= 0")
+            return labels
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        if labels.ndim != 1 or len(labels) != n:
+            raise ValueError(f"labels: expected {n} class indices, got shape {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+            raise ValueError(f"labels: class indices must be in 0..{n_classes - 1}, got {labels.min()}..{labels.max()}")
+        return labels
 
     def _bind(self, io: ort.IOBinding, name: str, arr: np.ndarray) -> None:
         arr = np.ascontiguousarray(arr)

@@ -273,8 +273,10 @@ class _Study:
         self.config = config
         self.seed = seed
         self.log = log
-        self.split: SplitModel = split_model(start.proto, config.trainable)
-        self.backbone = FeatureRunner(self.split.backbone, config.threads)
+        # trainable="all": no frozen backbone, the "features" are the model's input tensors.
+        self.split: SplitModel | None = None if config.trainable == "all" else split_model(start.proto, config.trainable)
+        self.backbone = FeatureRunner(self.split.backbone, config.threads) if self.split else None
+        self.head0: onnx.ModelProto = self.split.head if self.split else start.proto
         self.to_input = InputFormat.from_model(start.proto, start.spec).to_input
         self.class_offset = start.spec.class_offset
         self.num_classes = start.spec.num_classes
@@ -284,15 +286,21 @@ class _Study:
         self.train_images = 0
 
     def features(self, images: np.ndarray) -> np.ndarray:
+        if self.backbone is None:
+            return self.to_input(images)
         self.backbone_images += len(images)
         return self.backbone(self.to_input(images))
+
+    def full_model(self, head: onnx.ModelProto) -> onnx.ModelProto:
+        """The whole inference model for a trained head."""
+        return join(self.split, head) if self.split else head
 
     def trainer(self, loss: str, alpha: float):
         from instab.train import Optimizer, Trainer, build_training_graph
 
         key = (loss, float(alpha))
         if key not in self._trainers:
-            graph = build_training_graph(self.split.head, loss=loss, alpha=alpha,
+            graph = build_training_graph(self.head0, loss=loss, alpha=alpha,
                                          optimizer=Optimizer(self.config.optimizer), trainable="all",
                                          class_offset=self.class_offset)
             self._trainers[key] = Trainer(graph, providers=["CPUExecutionProvider"], threads=self.config.threads)
@@ -405,7 +413,7 @@ def run_mitigation(
     train_labels = [[int(v)] for v in y_all]
     val_views = _Views([train_device, second_device], [x_img, b_img], [np.ones(n, bool)] * 2, [f_x, f_b])
 
-    head0 = study.split.head
+    head0 = study.head0
     base_pred = study.predict(head0, ev)
     base = measure(base_pred, evals.labels, 1)
     b_inst = base["instability"]
@@ -466,6 +474,7 @@ def run_mitigation(
     row("fine-tune", "ce", "none", 0.0, measure(study.predict(head, ev), evals.labels), head=head)
 
     best_per_loss: dict[str, int] = {}
+    paired_rows: dict[str, int] = {}  # loss -> row of its two-images model
     chosen: dict[tuple[str, str], tuple[str, float | None, float, list[np.ndarray]]] = {}
     for scheme_text in config.schemes:
         kind = scheme_text.split(":")[0]
@@ -479,7 +488,17 @@ def run_mitigation(
         for text in texts:
             scheme = make_scheme(text, second=b_img, labels=y_all, pool_seed=seed)
             sigma = getattr(scheme, "sigma", None)
+            if isinstance(scheme, Subsample) and scheme.same_as_paired and paired_rows:
+                # One photo per class: x' is the paired photo, so training would repeat two-images exactly.
+                for loss, i in paired_rows.items():
+                    rows.append({**rows[i], "noise": "subsample", "scheme": scheme.describe(), "same_as": "two-images"})
+                    models[len(rows) - 1] = models[i]
+                    log(f"  stability {loss} subsample: every class has one photo, same as two-images")
+                cands = None
+                break
             cands.append((scheme.describe(), sigma, noisy_features(scheme)))
+        if cands is None:
+            continue
         for loss in config.losses:
             text, sigma, alpha = select(loss, [(t, s, f) for t, s, f in cands], y_fit)
             feats = next(f for t, s, f in cands if t == text)
@@ -487,6 +506,8 @@ def run_mitigation(
             r = row("stability", loss, text.split(":")[0] if kind != "env" else text, alpha,
                     measure(study.predict(head, ev), evals.labels), sigma=sigma, head=head, scheme=text)
             chosen[(loss, kind)] = (text, sigma, alpha, feats)
+            if kind == "two-images":
+                paired_rows[loss] = len(rows) - 1
             k = best_per_loss.get(loss)
             if k is None or r["instability"] < rows[k]["instability"]:
                 best_per_loss[loss] = len(rows) - 1
@@ -539,7 +560,7 @@ def run_mitigation(
         calib = x_img[np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xCA1]).permutation(n)[: config.calibration]]
         for i in targets:
             t0 = time.perf_counter()
-            full = M.Model(join(study.split, models[i]), start.spec, f"{start.name}-row{i}")
+            full = M.Model(study.full_model(models[i]), start.spec, f"{start.name}-row{i}")
             q = quantize_int8(full, calib)
             m = _measure_model(q, ev, evals.labels, study)
             rows[i]["int8_accuracy"], rows[i]["int8_instability"] = m["accuracy"], m["instability"]
@@ -567,7 +588,7 @@ def run_mitigation(
         "baseline_instability": b_inst, "baseline_accuracy": base["accuracy"],
         "train_errors": train.errors, "eval_errors": evals.errors,
         "config": {k_: (list(v) if isinstance(v, tuple) else v) for k_, v in asdict(config).items()},
-        "cut": study.split.cut, "backbone_images": study.backbone_images,
+        "cut": study.split.cut if study.split else None, "backbone_images": study.backbone_images,
         "train_images_per_s": study.train_images / study.train_seconds if study.train_seconds else None,
         "seconds": time.perf_counter() - t_start, "saved_models": saved,
     }
@@ -673,7 +694,9 @@ def add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
     add("--devices", help="comma-separated evaluation environments (default: device:NAME per built-in device)")
     add("--train-device", help="environment of the training images x (default: the first device)")
     add("--second-device", help="environment of the second device's photos (default: the second device)")
-    add("--trainable", default="last:2", help="layers to fine-tune: last:N (default last:2) or embedding")
+    add("--trainable", default="last:2",
+        help="layers to fine-tune: last:N (default last:2; the frozen part runs once per image) or all "
+             "(the whole network, every step; slower, much stronger)")
     add("--epochs", type=int, default=3)
     add("--batch-size", type=int, default=32)
     add("--lr", type=float, default=5e-5, help="Adam learning rate (default 5e-5)")

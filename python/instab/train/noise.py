@@ -181,6 +181,11 @@ class Subsample(NoiseScheme):
     def describe(self) -> str:
         return f"subsample:n={self.n}"
 
+    @property
+    def same_as_paired(self) -> bool:
+        """True when every class has one photo: x' is then always the paired photo (``two-images``)."""
+        return all(len(p) == 1 for p in self.pools.values())
+
     def choose(self, index: np.ndarray, seed: int = 0, draw: int = 0) -> np.ndarray:
         """Indices of the second-device photos used as x' for dataset images ``index``."""
         index = np.asarray(index, dtype=np.int64)
