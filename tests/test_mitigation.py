@@ -23,6 +23,7 @@ from instab.train.mitigation import (
     split_labels,
 )
 from instab.train.noise import (
+    DevicePairs,
     DistortionNoise,
     GaussianNoise,
     NoNoise,
@@ -103,6 +104,32 @@ def test_subsample_draws_from_a_pool_of_n_photos_of_the_same_class():
     # One photo per class: the scheme is the paired one.
     one = Subsample(second[:4], np.arange(4), n=10)
     np.testing.assert_array_equal(one.choose(np.arange(4)), np.arange(4))
+    assert one.same_as_paired and not s.same_as_paired
+
+
+def test_device_pairs_draw_two_different_devices_per_image():
+    views = [_images(50, 3, 2, seed=d) for d in range(4)]
+    s = make_scheme("devices", views=views)
+    assert isinstance(s, DevicePairs) and s.describe() == "devices"
+    idx = np.arange(50)
+    a, b = s.choose(idx, seed=3, draw=0)
+    assert (a != b).all() and set(a) | set(b) <= {0, 1, 2, 3}
+    assert len(set(zip(a.tolist(), b.tolist()))) > 6  # many of the 12 ordered pairs occur
+    x, xn = s.pair(idx, seed=3, draw=0)
+    np.testing.assert_array_equal(x, np.stack([views[d][i] for d, i in zip(a, idx)]))
+    np.testing.assert_array_equal(xn, np.stack([views[d][i] for d, i in zip(b, idx)]))
+    # Keyed per (seed, draw, image): any part of the batch gets the same pairs; another draw differs.
+    np.testing.assert_array_equal(s.choose(idx[7:19], seed=3, draw=0)[1], b[7:19])
+    np.testing.assert_array_equal(s.perturb(x[7:19], idx[7:19], 3, 0), xn[7:19])
+    assert not np.array_equal(s.choose(idx, seed=3, draw=1)[0], a)
+    with pytest.raises(ValueError, match="at least two devices"):
+        DevicePairs(views[:1])
+    with pytest.raises(ValueError, match=r"views\[1\]"):
+        DevicePairs([views[0], views[1][:, :2]])
+    with pytest.raises(ValueError, match="views"):
+        make_scheme("devices")
+    with pytest.raises(ValueError, match="dataset indices"):
+        s.choose(np.array([50]))
 
 
 def test_make_scheme_parses_and_rejects():
@@ -375,7 +402,7 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
 
     tr, ev = split_csvs
     cfg = MitigationConfig(trainable="all", epochs=1, batch_size=8, losses=("kl",),
-                           schemes=("two-images", "subsample:n=10"), alphas={"kl": (3.0,)}, int8="best",
+                           schemes=("two-images", "subsample:n=10", "devices"), alphas={"kl": (3.0,)}, int8="best",
                            label_free=False, val_fraction=0.0, raw=False, calibration=8)
     res = run_mitigation(samples_dir, tr, samples_dir, ev, devices=STANDIN_DEVICES, config=cfg, limit=8,
                          eval_limit=8, out=tmp_path, log=None)
@@ -385,6 +412,7 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
     assert (sub["accuracy"], sub["instability"], sub["alpha"]) == (paired["accuracy"], paired["instability"],
                                                                     paired["alpha"])
     assert res.meta["cut"] is None and res.meta["backbone_images"] == 0
+    assert rows[("stability", "devices")]["scheme"] == "devices"
     # Every layer moved: the saved float model differs from the start model in its first convolution too.
     saved = M.load(res.meta["saved_models"]["kl-two-images"], M.load("mobilenet-v2-int8-st").spec)
     start = M.dequantize(M.load("mobilenet-v2-int8-st"))

@@ -168,7 +168,7 @@ class FeatureRunner:
 
 def train_head(
     trainer,
-    features: np.ndarray,
+    features: np.ndarray | Sequence[np.ndarray],
     labels: np.ndarray,
     noisy: Sequence[np.ndarray] | None,
     epochs: int = 3,
@@ -179,29 +179,32 @@ def train_head(
     """Train a head's :class:`~instab.train.Trainer` on cached ``features`` with int ``labels``.
 
     ``noisy[d]`` holds the features of draw ``d`` of x' (aligned with ``features``);
-    epoch ``e`` uses draw ``e % len(noisy)``. The image order of each epoch is a
+    epoch ``e`` uses draw ``e % len(noisy)``. ``features`` may also be a list of draws
+    of x (when x itself varies, as in the devices scheme), used the same way. The image order of each epoch is a
     permutation keyed by (seed, epoch), as in :meth:`Trainer.fit`.
     Returns one record (loss, ce, stability) per step.
     """
     labels = np.asarray(labels, dtype=np.float32 if trainer.graph.soft_targets else np.int64)
-    n = len(features)
+    draws_x = list(features) if isinstance(features, (list, tuple)) else [features]
+    n = len(draws_x[0])
     if len(labels) != n:
         raise ValueError(f"labels: {len(labels)} labels for {n} feature rows")
     needs = trainer.graph.loss != "ce"
     if needs and not noisy:
         raise ValueError(f"noisy: loss {trainer.graph.loss!r} needs the features of x'")
-    for d in noisy or []:
-        if d.shape != features.shape:
-            raise ValueError(f"noisy: draw shaped {d.shape}, features {features.shape}")
+    for d in [*(noisy or []), *draws_x]:
+        if d.shape != draws_x[0].shape:
+            raise ValueError(f"features/noisy: a draw shaped {d.shape}, another {draws_x[0].shape}")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     history = []
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n)
         draw = noisy[epoch % len(noisy)] if needs else None
+        x = draws_x[epoch % len(draws_x)]
         for b in range(0, n, batch_size):
             idx = np.sort(order[b : b + batch_size])
-            r = trainer.step(features[idx], draw[idx] if draw is not None else None, labels[idx], lr)
+            r = trainer.step(x[idx], draw[idx] if draw is not None else None, labels[idx], lr)
             if not np.isfinite(r.loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch}: loss {r.loss} (lower lr)")
             history.append({"epoch": epoch, "loss": r.loss, "ce": r.ce, "stability": r.stability})

@@ -32,10 +32,10 @@ import onnx
 
 from instab.train.dataset import load_labeled
 from instab.train.head import FeatureRunner, SplitModel, join, split_model, train_head
-from instab.train.noise import NoiseScheme, PairedImages, Subsample, make_scheme
+from instab.train.noise import DevicePairs, NoiseScheme, PairedImages, Subsample, make_scheme
 
 LOSSES = ("kl", "embedding")
-DEFAULT_SCHEMES = ("gaussian", "distortion", "two-images", "subsample:n=10")
+DEFAULT_SCHEMES = ("gaussian", "distortion", "two-images", "subsample:n=10", "devices")
 DEFAULT_MODEL = "mobilenet-v2-int8-st"
 
 
@@ -52,7 +52,7 @@ class MitigationConfig:
     batch_size: int = 32
     lr: float = 5e-5
     optimizer: str = "adam"
-    draws: int = 2
+    draws: int = 3
     losses: tuple[str, ...] = LOSSES
     schemes: tuple[str, ...] = DEFAULT_SCHEMES
     alphas: dict[str, tuple[float, ...]] = field(
@@ -295,14 +295,14 @@ class _Study:
         """The whole inference model for a trained head."""
         return join(self.split, head) if self.split else head
 
-    def trainer(self, loss: str, alpha: float):
+    def trainer(self, loss: str, alpha: float, soft: bool = False):
         from instab.train import Optimizer, Trainer, build_training_graph
 
-        key = (loss, float(alpha))
+        key = (loss, float(alpha), soft)
         if key not in self._trainers:
             graph = build_training_graph(self.head0, loss=loss, alpha=alpha,
                                          optimizer=Optimizer(self.config.optimizer), trainable="all",
-                                         class_offset=self.class_offset)
+                                         class_offset=self.class_offset, soft_targets=soft)
             self._trainers[key] = Trainer(graph, providers=["CPUExecutionProvider"], threads=self.config.threads)
         t = self._trainers[key]
         t.reset()
@@ -310,10 +310,13 @@ class _Study:
 
     def fit(self, loss: str, alpha: float, feats: np.ndarray, labels: np.ndarray,
             noisy: Sequence[np.ndarray] | None) -> onnx.ModelProto:
-        """Train the head from the start weights; return the exported head."""
+        """Train the head from the start weights; return the exported head.
+
+        ``labels`` are class indices [n], or target distributions [n, classes] (soft targets).
+        """
         c = self.config
         t0 = time.perf_counter()
-        trainer = self.trainer(loss, alpha if loss != "ce" else 0.0)
+        trainer = self.trainer(loss, alpha if loss != "ce" else 0.0, soft=np.ndim(labels) == 2)
         train_head(trainer, feats, labels, noisy, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=self.seed)
         self.train_seconds += time.perf_counter() - t0
         self.train_images += c.epochs * len(feats)
@@ -396,12 +399,18 @@ def run_mitigation(
     study = _Study(start, config, seed, log)
 
     # Training views: x through the training device, the second device's photos for the paired schemes.
-    tv = _capture([train_device, second_device], train.images, seed, config.threads, log)
-    keep = tv.ok[0] & tv.ok[1]
-    x_img, b_img = tv.images[0][keep], tv.images[1][keep]
+    # The devices scheme pairs photos from every evaluation device: capture the training images through all.
+    train_envs = [train_device, second_device]
+    if any(t.split(":")[0] == "devices" for t in config.schemes):
+        train_envs += [d for d in devices if d not in train_envs]
+    tv = _capture(train_envs, train.images, seed, config.threads, log)
+    keep = np.logical_and.reduce(tv.ok)
+    imgs = [v[keep] for v in tv.images]
+    x_img, b_img = imgs[0], imgs[1]
     y_all = train.first_labels[keep]
     n = len(x_img)
-    f_x, f_b = study.features(x_img), study.features(b_img)
+    feats_all = [study.features(v) for v in imgs]
+    f_x, f_b = feats_all[0], feats_all[1]
     ev = _capture(devices, evals.images, seed, config.threads, log)
     ev.features = [study.features(im) for im in ev.images]
     log(f"  backbone features ready ({study.backbone_images} images)")
@@ -411,7 +420,7 @@ def run_mitigation(
     n_val = int(round(config.val_fraction * n))
     val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
     train_labels = [[int(v)] for v in y_all]
-    val_views = _Views([train_device, second_device], [x_img, b_img], [np.ones(n, bool)] * 2, [f_x, f_b])
+    val_views = _Views(train_envs, imgs, [np.ones(n, bool)] * len(imgs), feats_all)
 
     head0 = study.head0
     base_pred = study.predict(head0, ev)
@@ -437,8 +446,13 @@ def run_mitigation(
     val_base = measure(study.predict(head0, val_views, val_idx), [train_labels[i] for i in val_idx]) if n_val else None
 
     # x' features per scheme and draw; paired schemes index the second device's features.
-    def noisy_features(scheme: NoiseScheme) -> list[np.ndarray]:
+    def noisy_features(scheme: NoiseScheme) -> tuple[list[np.ndarray] | None, list[np.ndarray]]:
+        """(x per draw, or None for x = the training device's view; x' per draw)."""
         draws = config.draws if scheme.random else 1
+        if isinstance(scheme, DevicePairs):
+            stacked, rows_ = np.stack(feats_all), np.arange(n)
+            pairs = [scheme.choose(rows_, seed, d) for d in range(draws)]
+            return [stacked[a, rows_] for a, _ in pairs], [stacked[b, rows_] for _, b in pairs]
         out = []
         for d in range(draws):
             if isinstance(scheme, Subsample):
@@ -447,18 +461,20 @@ def run_mitigation(
                 out.append(f_b)
             else:
                 out.append(study.features(scheme.perturb(x_img, np.arange(n), seed, d)))
-        return out
+        return None, out
 
     search: list[dict[str, Any]] = []
 
-    def select(loss: str, candidates: list[tuple[str, float | None, list[np.ndarray]]], labels_fit) -> tuple:
-        """Pick (scheme text, sigma, alpha) by validation: instability plus any accuracy lost."""
+    def select(loss: str, candidates, labels_fit) -> tuple:
+        """Pick (scheme text, sigma, alpha) from (text, sigma, x draws, x' draws) candidates by validation:
+        instability plus any accuracy lost."""
         best = None
-        for text, sigma, feats in candidates:
+        for text, sigma, xs, feats in candidates:
             for alpha in config.alphas[loss]:
                 if not n_val or len(candidates) * len(config.alphas[loss]) == 1:
                     return text, sigma, alpha
-                head = study.fit(loss, alpha, f_x[fit_idx], labels_fit, [f[fit_idx] for f in feats])
+                x_fit = [x[fit_idx] for x in xs] if xs is not None else f_x[fit_idx]
+                head = study.fit(loss, alpha, x_fit, labels_fit, [f[fit_idx] for f in feats])
                 m = measure(study.predict(head, val_views, val_idx), [train_labels[i] for i in val_idx])
                 score = m["instability"] + max(0.0, val_base["accuracy"] - m["accuracy"])
                 search.append({"loss": loss, "noise": text, "sigma": sigma, "alpha": alpha,
@@ -475,7 +491,7 @@ def run_mitigation(
 
     best_per_loss: dict[str, int] = {}
     paired_rows: dict[str, int] = {}  # loss -> row of its two-images model
-    chosen: dict[tuple[str, str], tuple[str, float | None, float, list[np.ndarray]]] = {}
+    chosen: dict[tuple[str, str], tuple] = {}  # (loss, kind) -> (text, sigma, alpha, x draws, x' draws)
     for scheme_text in config.schemes:
         kind = scheme_text.split(":")[0]
         if kind == "gaussian" and "sigma=" not in scheme_text:
@@ -486,7 +502,7 @@ def run_mitigation(
             texts = [scheme_text]
         cands = []
         for text in texts:
-            scheme = make_scheme(text, second=b_img, labels=y_all, pool_seed=seed)
+            scheme = make_scheme(text, second=b_img, labels=y_all, pool_seed=seed, views=imgs)
             sigma = getattr(scheme, "sigma", None)
             if isinstance(scheme, Subsample) and scheme.same_as_paired and paired_rows:
                 # One photo per class: x' is the paired photo, so training would repeat two-images exactly.
@@ -496,16 +512,16 @@ def run_mitigation(
                     log(f"  stability {loss} subsample: every class has one photo, same as two-images")
                 cands = None
                 break
-            cands.append((scheme.describe(), sigma, noisy_features(scheme)))
+            cands.append((scheme.describe(), sigma, *noisy_features(scheme)))
         if cands is None:
             continue
         for loss in config.losses:
-            text, sigma, alpha = select(loss, [(t, s, f) for t, s, f in cands], y_fit)
-            feats = next(f for t, s, f in cands if t == text)
-            head = study.fit(loss, alpha, f_x, y_all, feats)
+            text, sigma, alpha = select(loss, cands, y_fit)
+            xs, feats = next((x, f) for t, _, x, f in cands if t == text)
+            head = study.fit(loss, alpha, xs if xs is not None else f_x, y_all, feats)
             r = row("stability", loss, text.split(":")[0] if kind != "env" else text, alpha,
                     measure(study.predict(head, ev), evals.labels), sigma=sigma, head=head, scheme=text)
-            chosen[(loss, kind)] = (text, sigma, alpha, feats)
+            chosen[(loss, kind)] = (text, sigma, alpha, xs, feats)
             if kind == "two-images":
                 paired_rows[loss] = len(rows) - 1
             k = best_per_loss.get(loss)
@@ -513,16 +529,21 @@ def run_mitigation(
                 best_per_loss[loss] = len(rows) - 1
         del cands
 
-    # Label-free: the start model's own top-1 on x as targets, with the paired scheme where present.
+    # Label-free: the start model's own predictions on x (its probabilities, as in distillation) are the
+    # targets, with the paired scheme where present.
     if config.label_free:
-        pseudo = _topk(FeatureRunner(head0, config.threads)(f_x)[:, study.class_offset :
-                                                                   study.class_offset + study.num_classes], 1)[:, 0]
+        probs = FeatureRunner(head0, config.threads)(f_x).reshape(n, -1).astype(np.float64)
+        if start.spec.output_kind == "logits":
+            probs = np.exp(probs - probs.max(axis=1, keepdims=True))
+            probs /= probs.sum(axis=1, keepdims=True)
+        pseudo = probs[:, study.class_offset : study.class_offset + study.num_classes].astype(np.float32)
         for loss in config.losses:
             pick = chosen.get((loss, "two-images")) or next((v for (l_, _), v in chosen.items() if l_ == loss), None)
             if pick is None:
                 continue
-            text, sigma, alpha, feats = pick
-            head = study.fit(loss, alpha, f_x, pseudo, feats)
+            text, sigma, alpha, xs, feats = pick
+            # Where x varies by draw (devices), image i's target is still the start model on the training view.
+            head = study.fit(loss, alpha, f_x if xs is None else xs, pseudo, feats)
             row("stability (label-free)", loss, text.split(":")[0], alpha, measure(study.predict(head, ev), evals.labels),
                 sigma=sigma, head=head, scheme=text)
 
@@ -703,13 +724,13 @@ def add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
     add("--losses", default=",".join(LOSSES), help="comma-separated: kl,embedding")
     add("--schemes", default=",".join(DEFAULT_SCHEMES),
         help="noise schemes separated by ',' (or ';' when one is env:TEXT with commas); default "
-             "gaussian,distortion,two-images,subsample:n=10")
+             "gaussian,distortion,two-images,subsample:n=10,devices")
     add("--alphas-kl", type=_floats, default=(1.0, 3.0, 10.0), help="alpha grid for the KL loss")
     add("--alphas-embedding", type=_floats, default=(0.003, 0.01, 0.03), help="alpha grid for the embedding loss")
     add("--sigmas", type=_floats, default=(0.02, 0.08), help="sigma grid for Gaussian noise")
     add("--val-fraction", type=float, default=0.2, help="share of training images held out for the search")
     add("--subsample-n", type=int, default=10)
-    add("--draws", type=int, default=2, help="noise draws of x' per image (epoch e uses draw e mod draws)")
+    add("--draws", type=int, default=3, help="noise draws of x' per image (epoch e uses draw e mod draws)")
     add("--int8", choices=("none", "best", "all"), default="best", help="which models to re-quantize to int8")
     add("--no-raw", action="store_true", help="skip the consistent-raw-pipeline rows")
     add("--no-label-free", action="store_true", help="skip the label-free rows")

@@ -9,6 +9,8 @@ The source study's Table 6 rows, one class each:
 * ``two-images`` -- x' = the photo of the same object from a second device;
 * ``subsample:n=10`` -- x' = one of only n second-device photos of x's class (the
   few-shot calibration case); with one photo per class this is ``two-images``;
+* ``devices`` -- x and x' = the same image photographed by two different devices drawn
+  from several (paired-device training with more than two devices);
 * ``none`` -- no x' (plain fine-tuning).
 
 Every scheme maps a batch of training views ``images`` (uint8 NHWC) with their
@@ -23,7 +25,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-SCHEMES = ("gaussian", "distortion", "env", "two-images", "subsample", "none")
+SCHEMES = ("gaussian", "distortion", "env", "two-images", "subsample", "devices", "none")
 
 
 def draw_seed(seed: int, draw: int) -> int:
@@ -206,6 +208,56 @@ class Subsample(NoiseScheme):
         return self.paired.second[self.choose(index, seed, draw)]
 
 
+class DevicePairs(NoiseScheme):
+    """x and x' = photos of the same image by two different devices, drawn per (seed, draw, image) from k >= 2.
+
+    The paired-device scheme with more than two devices: ``views[d][i]`` is device d's photo
+    of dataset image i. Use :meth:`pair` to get both x and x'; :meth:`perturb` returns
+    x' alone (for the x that :meth:`pair` gives).
+    """
+
+    name = "devices"
+    needs_second = True
+
+    def __init__(self, views) -> None:
+        views = list(views)
+        if len(views) < 2:
+            raise ValueError(f"views: the devices scheme needs photos from at least two devices, got {len(views)}")
+        for d, v in enumerate(views):
+            if not isinstance(v, np.ndarray) or v.dtype != np.uint8 or v.ndim != 4 or v.shape != views[0].shape:
+                raise ValueError(f"views[{d}]: expected a uint8 [N, H, W, C] array shaped like views[0] "
+                                 f"{getattr(views[0], 'shape', None)}, got {getattr(v, 'shape', type(v))}")
+        self.views = views
+
+    def choose(self, index: np.ndarray, seed: int = 0, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Device numbers (a, b), a != b, of x and x' for dataset images ``index``."""
+        index = np.asarray(index, dtype=np.int64)
+        if index.ndim != 1:
+            raise ValueError(f"index: expected a 1-D array of dataset indices, got shape {index.shape}")
+        if index.size and (index.min() < 0 or index.max() >= len(self.views[0])):
+            raise ValueError(f"index: dataset indices must be in 0..{len(self.views[0]) - 1}")
+        k = len(self.views)
+        s = draw_seed(seed, draw)
+        a, b = np.empty_like(index), np.empty_like(index)
+        for j, i in enumerate(index):
+            # An ordered pair of distinct devices, uniform, from one stream per (seed, draw, image).
+            first, other = np.random.default_rng([s, int(i)]).integers(0, [k, k - 1])
+            a[j], b[j] = first, other + (other >= first)
+        return a, b
+
+    def pair(self, index: np.ndarray, seed: int = 0, draw: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(x, x') for dataset images ``index``."""
+        a, b = self.choose(index, seed, draw)
+        index = np.asarray(index, dtype=np.int64)
+        stack = lambda dev: np.stack([self.views[d][i] for d, i in zip(dev, index)]) if len(index) else \
+            self.views[0][:0]
+        return stack(a), stack(b)
+
+    def perturb(self, images: np.ndarray, index: np.ndarray, seed: int = 0, draw: int = 0) -> np.ndarray:
+        index = _check_batch(images, index)
+        return self.pair(index, seed, draw)[1]
+
+
 class NoNoise(NoiseScheme):
     """No x': plain fine-tuning (use with loss ``ce``); ``perturb`` returns x itself."""
 
@@ -249,10 +301,16 @@ def make_scheme(
     second: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     pool_seed: int = 0,
+    views=None,
 ) -> NoiseScheme:
     """A scheme from its text (``gaussian:sigma=0.05``, ``distortion``, ``env:jpeg:q=50``, ``two-images``,
-    ``subsample:n=10``, ``none``); the paired schemes need the second device's photos (and labels)."""
+    ``subsample:n=10``, ``devices``, ``none``); the paired schemes need the second device's photos (and
+    labels), ``devices`` every device's photos (``views``)."""
     kind, params = parse_scheme_text(text)
+    if kind == "devices":
+        if views is None:
+            raise ValueError(f"noise {text!r}: needs every device's photos of the training images (views)")
+        return DevicePairs(views)
     if kind == "gaussian":
         return GaussianNoise(float(params.get("sigma", 0.05)))
     if kind == "distortion":
