@@ -5,7 +5,8 @@ One training batch = make x' (noise from the C++ core: Gaussian via
 device's cached features) + the frozen backbone on x' + one head step (KL loss,
 Adam, last two layers of the dequantized MobileNetV2). Beside it in the same
 group: the same step through issue 7's full training graph (backbone inside the
-graph, same trainable set) — the two must give the same loss. A second group
+graph, same trainable set) — the two must give the same loss — and a step of the
+whole network (every layer trainable, the study's ``--trainable all``). A second group
 times the Gaussian noise of the C++ core against the numpy generator (per-image
 ``default_rng``) (different generators: the noise
 statistics must agree).
@@ -35,7 +36,7 @@ def numpy_gaussian(sigma):
     return apply
 
 
-SCHEMES = ("gaussian:sigma=0.05", "distortion", "two-images", "subsample:n=10", "none")
+SCHEMES = ("gaussian:sigma=0.05", "distortion", "two-images", "subsample:n=10", "devices", "none")
 
 
 @pytest.fixture(scope="module")
@@ -49,15 +50,18 @@ def case(request):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
     second = np.clip(x.astype(np.int16) + rng.integers(-12, 13, x.shape), 0, 255).astype(np.uint8)
+    third = np.clip(x.astype(np.int16) - rng.integers(0, 20, x.shape), 0, 255).astype(np.uint8)
     labels = rng.integers(0, 1000, n).astype(np.int64)
     split = split_model(model.proto, "last:2")
     backbone = FeatureRunner(split.backbone)
-    return {"model": model, "split": split, "backbone": backbone, "x": x, "second": second, "labels": labels,
-            "fx": backbone(x), "fsecond": backbone(second)}
+    fx, fsecond = backbone(x), backbone(second)
+    return {"model": model, "split": split, "backbone": backbone, "x": x, "second": second, "third": third,
+            "labels": labels, "fx": fx, "fsecond": fsecond, "fviews": np.stack([fx, fsecond, backbone(third)])}
 
 
 def _head_step(case, scheme_text):
-    scheme = make_scheme(scheme_text, second=case["second"], labels=case["labels"])
+    scheme = make_scheme(scheme_text, second=case["second"], labels=case["labels"],
+                         views=[case["x"], case["second"], case["third"]])
     loss = "ce" if scheme.name == "none" else "kl"
     trainer = Trainer(build_training_graph(case["split"].head, loss=loss, alpha=1.0, optimizer="adam", trainable="all"))
     x, idx = case["x"], np.arange(len(case["x"]))
@@ -65,7 +69,11 @@ def _head_step(case, scheme_text):
 
     def step():
         draw[0] += 1
-        if scheme.name == "none":
+        fx = case["fx"]
+        if scheme.name == "devices":  # x and x' both from cached device features, a pair drawn per image
+            a, b = scheme.choose(idx, 0, draw[0])
+            fx, noisy = case["fviews"][a, idx], case["fviews"][b, idx]
+        elif scheme.name == "none":
             noisy = None
         elif scheme.name == "two-images":
             noisy = case["fsecond"][idx]
@@ -73,7 +81,7 @@ def _head_step(case, scheme_text):
             noisy = case["fsecond"][scheme.choose(idx, 0, draw[0])]
         else:
             noisy = case["backbone"](scheme.perturb(x, idx, 0, draw[0]))
-        return trainer.step(case["fx"], noisy, case["labels"], 1e-5)
+        return trainer.step(fx, noisy, case["labels"], 1e-5)
 
     return step
 
@@ -128,3 +136,14 @@ def test_gaussian_numpy(benchmark, gray):
     f = numpy_gaussian(0.1)
     out = benchmark(lambda: f(gray, 0, 0))
     _check_noise(out, 0.1)
+
+
+def test_whole_network_step(benchmark, case):
+    """One KL step with every layer trainable (the study's --trainable all), on the images themselves."""
+    benchmark.group = "mitigation-train-step"
+    full = Trainer(build_training_graph(case["model"].proto, loss="kl", alpha=1.0, optimizer="adam", trainable="all"))
+    assert set(full.graph.params) == {p for layer in full.graph.layers for p in layer}  # every layer trains
+    r = benchmark(lambda: full.step(case["x"], case["second"], case["labels"], 1e-5))
+    assert np.isfinite(r.loss) and r.stability > 0
+    if not benchmark.disabled:
+        benchmark.extra_info["images_per_s"] = len(case["x"]) / benchmark.stats.stats.mean

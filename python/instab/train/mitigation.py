@@ -8,8 +8,10 @@ instability across the evaluation devices on images never used in training.
 The same table holds plain fine-tuning, the label-free mode, top-3, the
 consistent raw pipeline and the int8 re-quantized models.
 
-Only the last layers train (``trainable="last:N"``): the frozen backbone runs once
+With ``trainable="last:N"`` only the last layers train: the frozen backbone runs once
 per image view and the head trains on cached features (:mod:`instab.train.head`).
+With ``trainable="all"`` every layer trains on the views themselves (slower, and on
+these virtual devices much more effective: the device differences are low-level).
 """
 
 from __future__ import annotations
@@ -413,7 +415,8 @@ def run_mitigation(
     f_x, f_b = feats_all[0], feats_all[1]
     ev = _capture(devices, evals.images, seed, config.threads, log)
     ev.features = [study.features(im) for im in ev.images]
-    log(f"  backbone features ready ({study.backbone_images} images)")
+    log(f"  backbone features ready ({study.backbone_images} images)" if study.backbone else
+        "  whole network trains: the views go to the training graph as images")
 
     # Validation split of the training images (alpha/sigma search), seen through the two training devices.
     order = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xA1]).permutation(n)
