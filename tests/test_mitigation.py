@@ -427,3 +427,23 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
     study = _Study(start, cfg, 0, lambda _m: None)
     m = _measure_model(saved, views, evals.labels, study)
     assert (m["accuracy"], m["instability"]) == (paired["accuracy"], paired["instability"])
+
+
+def test_train_head_takes_draws_of_x():
+    """Epoch e trains on draw e % len of x (as of x'): two equal draws are the single array; a mismatch is named."""
+    from train_helpers import tiny_classifier, tiny_data
+
+    images, labels = tiny_data(12)
+    shifted = np.clip(images.astype(np.int16) + 9, 0, 255).astype(np.uint8)
+    results = []
+    for feats in (images, [images, images], [images, shifted]):
+        t = Trainer(build_training_graph(tiny_classifier(), loss="kl", alpha=1.0, optimizer="adam"), threads=1)
+        train_head(t, feats, labels, [shifted], epochs=2, batch_size=4, lr=1e-2, seed=0)
+        results.append(t.parameters())
+    same, other = results[1], results[2]
+    for k in results[0]:
+        np.testing.assert_array_equal(same[k], results[0][k])
+    assert any(not np.array_equal(other[k], results[0][k]) for k in other)
+    t = Trainer(build_training_graph(tiny_classifier(), loss="kl", alpha=1.0, optimizer="adam"), threads=1)
+    with pytest.raises(ValueError, match="a draw shaped"):
+        train_head(t, [images, images[:, :6]], labels, [shifted])
