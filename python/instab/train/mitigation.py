@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import hashlib
 import html
 import json
@@ -301,6 +302,10 @@ class _Study:
         from instab.train import Optimizer, Trainer, build_training_graph
 
         key = (loss, float(alpha), soft)
+        if key not in self._trainers and self.split is None:
+            # A whole-network training session holds gigabytes (activations of every layer): keep one.
+            self._trainers.clear()
+            gc.collect()
         if key not in self._trainers:
             graph = build_training_graph(self.head0, loss=loss, alpha=alpha,
                                          optimizer=Optimizer(self.config.optimizer), trainable="all",
