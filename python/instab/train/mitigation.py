@@ -326,7 +326,7 @@ class _Study:
         trainer = self.trainer(loss, alpha if loss != "ce" else 0.0, soft=np.ndim(labels) == 2)
         train_head(trainer, feats, labels, noisy, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, seed=self.seed)
         self.train_seconds += time.perf_counter() - t0
-        self.train_images += c.epochs * len(feats)
+        self.train_images += c.epochs * len(labels)  # feats may be a list of draws of x
         return trainer.export()
 
     def predict(self, head: onnx.ModelProto, views: _Views, rows: np.ndarray | None = None, k: int = 5) -> np.ndarray:
@@ -423,7 +423,7 @@ def run_mitigation(
     log(f"  backbone features ready ({study.backbone_images} images)" if study.backbone else
         "  whole network trains: the views go to the training graph as images")
 
-    # Validation split of the training images (alpha/sigma search), seen through the two training devices.
+    # Validation split of the training images (alpha/sigma search), seen through every training view's device.
     order = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xA1]).permutation(n)
     n_val = int(round(config.val_fraction * n))
     val_idx, fit_idx = np.sort(order[:n_val]), np.sort(order[n_val:])

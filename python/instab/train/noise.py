@@ -249,9 +249,13 @@ class DevicePairs(NoiseScheme):
         """(x, x') for dataset images ``index``."""
         a, b = self.choose(index, seed, draw)
         index = np.asarray(index, dtype=np.int64)
-        stack = lambda dev: np.stack([self.views[d][i] for d, i in zip(dev, index)]) if len(index) else \
-            self.views[0][:0]
-        return stack(a), stack(b)
+        return self._gather(a, index), self._gather(b, index)
+
+    def _gather(self, device: np.ndarray, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), *self.views[0].shape[1:]), self.views[0].dtype)
+        for j, (d, i) in enumerate(zip(device, index)):
+            out[j] = self.views[d][i]
+        return out
 
     def perturb(self, images: np.ndarray, index: np.ndarray, seed: int = 0, draw: int = 0) -> np.ndarray:
         index = _check_batch(images, index)
