@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instab.environments import parse
+from instab.environments.registry import parse
 
-import instab.codecs  # noqa: F401,E402  (registers pillow-heif with Pillow for the baseline loop)
+import instab.environments.codecs  # noqa: F401,E402  (registers pillow-heif with Pillow for the baseline loop)
 
 FORMATS = {
     "jpeg:q=85": ("JPEG", {"quality": 85}),

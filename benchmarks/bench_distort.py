@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import instab.distort as D
-from instab.environments import _mix
+import instab.environments.distort as D
+from instab.environments.registry import _mix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import reference as R  # noqa: E402

@@ -1,7 +1,7 @@
 """Stability-training throughput (images/s) per noise scheme, as the mitigation study runs it.
 
 One training batch = make x' (noise from the C++ core: Gaussian via
-``instab.distort``, ``distort:phone``; the paired schemes look up the second
+``instab.environments.distort``, ``distort:phone``; the paired schemes look up the second
 device's cached features) + the frozen backbone on x' + one head step (KL loss,
 Adam, last two layers of the dequantized MobileNetV2). Beside it in the same
 group: the same step through issue 7's full training graph (backbone inside the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner, split_model
-from instab.train.noise import GaussianNoise, make_scheme
+from instab.studies.noise import GaussianNoise, make_scheme
 
 def numpy_gaussian(sigma):
     """The numpy baseline: per-image generator, float32 normal draws, rounded and clipped to uint8."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from instab.cli import main
+from instab.cli.main import main
 
 MODEL = "mobilenet_v1_0.5_128_uint8_st.onnx"  # the small, fast shared model
 
@@ -72,7 +72,7 @@ def test_score_resumes_after_sigkill(samples_dir, models_dir, tmp_path):
     manifest = _manifest(samples_dir, tmp_path, 40)
     model = str(models_dir / MODEL)
     db = tmp_path / "killed.db"
-    cmd = [sys.executable, "-m", "instab.cli", "score", str(manifest), "--model", model, "--out", str(db),
+    cmd = [sys.executable, "-m", "instab.cli.main", "score", str(manifest), "--model", model, "--out", str(db),
            "--batch-size", "4", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

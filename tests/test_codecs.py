@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import instab.codecs as C
-from instab.environments import parse
+import instab.environments.codecs as C
+from instab.environments.registry import parse
 
 
 def smooth_images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

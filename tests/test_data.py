@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instab.data import parse_label_field, read_labels_csv, read_manifest
+from instab.io.manifest import parse_label_field, read_labels_csv, read_manifest
 
 
 def test_labels_csv_limit_keeps_the_first_usable_rows(tmp_path):

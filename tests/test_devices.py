@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from instab import devices
-from instab._decode import decode
-from instab.cli import main
-from instab.environments import parse
+from instab.environments import devices
+from instab._shared.decode import decode
+from instab.cli.main import main
+from instab.environments.registry import parse
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import instab.distort as D
+import instab.environments.distort as D
 from instab._native import core
-from instab.environments import _mix
+from instab.environments.registry import _mix
 
 import reference as R
 

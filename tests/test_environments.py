@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import instab.codecs as C
-import instab.distort as D
-from instab.environments import Chain, EnvOutput, _mix, parse
+import instab.environments.codecs as C
+import instab.environments.distort as D
+from instab.environments.registry import Chain, EnvOutput, _mix, parse
 
 CANONICAL = [
     "jpeg", "jpeg:q=85", "jpeg:q=50,subsampling=420", "jpeg:q=50..95", "png", "png:level=9", "webp", "webp:q=80",

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import instab.experiments as X
-from instab.environments import parse
+import instab.studies.environment as X
+from instab.environments.registry import parse
 
 
 @dataclass

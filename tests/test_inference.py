@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 import instab
-from instab import _decode, models, runtime
+from instab import models
+from instab._shared import decode as _decode
+from instab.studies import runtime
 
 V1 = "mobilenet_v1_0.5_128_uint8_st.onnx"
 
@@ -186,16 +188,16 @@ def test_runtime_study(models_dir, samples):
 
 
 def test_preprocessing_failure_is_a_per_item_error(v1, samples, monkeypatch):
-    from instab import inference
+    from instab.inference import classifier
 
-    real = inference.preprocess
+    real = classifier.preprocess
 
     def picky(images, *args, **kwargs):
         if any(im.shape[1] == 7 for im in images):
             raise ValueError("images: width 7 is not supported here")
         return real(images, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "preprocess", picky)
+    monkeypatch.setattr(classifier, "preprocess", picky)
     paths, _ = samples
     good = np.asarray(Image.open(paths[0]).convert("RGB"))
     p = v1.predict([good, np.zeros((9, 7, 3), np.uint8), good], k=2)

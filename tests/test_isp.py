@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 
 from instab import environments, isp
 from instab._native import core
-from instab.isp_envs import develop_libraw
+from instab.environments.isp_kinds import develop_libraw
 
 from reference import isp_develop_reference, isp_unprocess_reference
 
@@ -452,7 +452,7 @@ class _ColourClassifier:
 
 
 def test_experiments_run_with_a_classifier(samples_dir):
-    from instab import isp_experiments as ex
+    from instab.studies import isp as ex
 
     images, _ = ex.load_samples(samples_dir, limit=6)
     clf = _ColourClassifier()
@@ -467,7 +467,7 @@ def test_experiments_run_with_a_classifier(samples_dir):
 
 
 def test_raw_frame_psnr_table(raw_dir):
-    from instab import isp_experiments as ex
+    from instab.studies import isp as ex
 
     rows = ex.raw_frame_psnr(raw_dir)
     assert len(rows) == 4
@@ -477,7 +477,7 @@ def test_raw_frame_psnr_table(raw_dir):
 
 def test_isp_table_with_the_real_classifier(samples_dir, models_dir):
     import instab
-    from instab import isp_experiments as ex
+    from instab.studies import isp as ex
     from instab import models
 
     clf = instab.Classifier(models.load(models_dir / "mobilenet_v2_1.0_224_int8_st.onnx"), threads=2)

@@ -9,10 +9,10 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from instab.environments import parse
+from instab.environments.registry import parse
 from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner, join, split_model, train_head
-from instab.train.mitigation import (
+from instab.studies.mitigation import (
     OverlapError,
     add_mitigation_arguments,
     check_disjoint,
@@ -22,7 +22,7 @@ from instab.train.mitigation import (
     run_mitigation_cli,
     split_labels,
 )
-from instab.train.noise import (
+from instab.studies.noise import (
     DevicePairs,
     DistortionNoise,
     GaussianNoise,
@@ -46,7 +46,7 @@ def _images(n=6, h=9, w=7, seed=0):
 
 @pytest.mark.parametrize("shape", [(1, 1, 1, 3), (2, 1, 3, 3), (3, 3, 1, 3), (4, 5, 7, 3)])
 def test_gaussian_is_the_core_kernel_keyed_by_dataset_index(shape):
-    import instab.distort as D
+    import instab.environments.distort as D
 
     x = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
     s = GaussianNoise(0.1)
@@ -263,7 +263,7 @@ def test_stability_training_lowers_instability_on_its_training_images(float_mode
 
 
 def test_quantize_int8_gives_a_qdq_model_close_to_the_float_one(float_model, samples_dir):
-    from instab.inference import Classifier
+    from instab.inference.classifier import Classifier
     from instab.train.quantize import quantize_int8
 
     data = load_labeled(samples_dir, samples_dir / "labels.csv", 224, limit=24)
@@ -312,7 +312,7 @@ def test_overlap_is_refused(split_csvs, samples_dir, tmp_path):
 
 def test_characterize_mitigation_refuses_overlap(split_csvs, samples_dir, tmp_path, capsys):
     """Through the real ``instab characterize`` parser: the options coexist and overlap is refused."""
-    from instab.cli import build_parser, main
+    from instab.cli.main import build_parser, main
 
     tr, _ = split_csvs
     argv = ["characterize", "--experiment", "mitigation", "--images", str(samples_dir), "--labels", str(tr),
@@ -328,7 +328,7 @@ def test_characterize_mitigation_refuses_overlap(split_csvs, samples_dir, tmp_pa
 
 
 def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, models_dir):
-    from instab.train.mitigation import MitigationConfig
+    from instab.studies.mitigation import MitigationConfig
 
     tr, ev = split_csvs
     cfg = MitigationConfig(epochs=1, batch_size=8, schemes=("gaussian", "two-images"), alphas={"kl": (1.0, 3.0),
@@ -357,7 +357,7 @@ def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, mode
 
 
 def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
-    from instab.train.mitigation import MitigationConfig
+    from instab.studies.mitigation import MitigationConfig
 
     tr, ev = split_csvs
     cfg = MitigationConfig(epochs=1, batch_size=8, losses=("kl",), schemes=("two-images",), alphas={"kl": (1.0,)},
@@ -398,7 +398,7 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
     One photo per class makes subsample identical to two-images: its row is the two-images result, marked so.
     """
     from instab import models as M
-    from instab.train.mitigation import MitigationConfig, _measure_model, _Study, _Views
+    from instab.studies.mitigation import MitigationConfig, _measure_model, _Study, _Views
 
     tr, ev = split_csvs
     cfg = MitigationConfig(trainable="all", epochs=1, batch_size=8, losses=("kl",),

@@ -15,8 +15,9 @@ import onnx
 import pytest
 
 import instab
-from instab import _graph, models
-from instab._torch_legacy import load_state_dict
+from instab import models
+from instab.models import rewrites as _graph
+from instab._shared.torch_legacy import load_state_dict
 
 ST = "mobilenet_v2_1.0_224_int8_st.onnx"
 CORAL = "mobilenet_v2_1.0_224_uint8_coral.onnx"
@@ -257,7 +258,7 @@ def test_efficientnet_cached_in_user_cache_dir(tmp_path, monkeypatch):
 
 
 def test_legacy_reader_reads_the_weights_package():
-    from instab import _efficientnet
+    from instab.models import efficientnet as _efficientnet
 
     sd = load_state_dict(_efficientnet.weights_path())
     assert len(sd) == 296

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import instab
-from instab.preprocessing import resize_plan
+from instab.inference.preprocessing import resize_plan
 from reference import pillow_resize_ref, pillow_vertical_first, preprocess_plan_ref, preprocess_ref
 
 # Pillow 13 chose the order of its two resampling passes by shape; older Pillow always
@@ -254,7 +254,7 @@ def test_validation(kwargs, exc, needle):
 
 
 def test_core_validates_too():
-    core = instab.preprocessing.core
+    from instab._native import core
     lut = np.zeros((3, 256), np.float32)
     with pytest.raises(ValueError, match="layout"):
         core.preprocess([GOOD], 2, 2, 2, "hwc", "float32", lut)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from instab.cli import build_parser
+from instab.cli.main import build_parser
 from PIL import Image
 from train_helpers import run_model, tiny_classifier, tiny_data
 

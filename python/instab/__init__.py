@@ -2,15 +2,55 @@
 
 An image is *unstable* when a model is right about it in at least one environment
 (device, codec, ISP, runtime) and wrong in another. See :func:`instability`.
+
+``import instab`` is cheap: the names below load their modules (and ONNX Runtime,
+onnx, Pillow, rawpy) on first use (PEP 562).
 """
 
-from instab import environments, models
-from instab._decode import decode
-from instab.inference import Classifier, Prediction
-from instab.metrics import InstabilityResult, instability
-from instab.preprocessing import preprocess
+from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("instab")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it
+_LAZY = {
+    "Classifier": "instab.inference.classifier",
+    "Prediction": "instab.inference.classifier",
+    "InstabilityResult": "instab.metrics.instability",
+    "instability": "instab.metrics.instability",
+    "preprocess": "instab.inference.preprocessing",
+    "decode": "instab._shared.decode",
+}
+_SUBPACKAGES = ("environments", "inference", "io", "isp", "metrics", "models", "studies", "train", "workflow")
+
+if TYPE_CHECKING:
+    from instab import environments, inference, io, isp, metrics, models, studies, train, workflow
+    from instab._shared.decode import decode
+    from instab.inference.classifier import Classifier, Prediction
+    from instab.inference.preprocessing import preprocess
+    from instab.metrics.instability import InstabilityResult, instability
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"instab.{name}")
+    else:
+        raise AttributeError(f"module 'instab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Classifier",
@@ -19,7 +59,14 @@ __all__ = [
     "__version__",
     "decode",
     "environments",
+    "inference",
     "instability",
+    "io",
+    "isp",
+    "metrics",
     "models",
     "preprocess",
+    "studies",
+    "train",
+    "workflow",
 ]

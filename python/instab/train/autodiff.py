@@ -572,3 +572,13 @@ def _avgpool(ctx, node, dys, want):
         scale = b.op("Mul", [dy, b.const((1.0 / counts).astype(np.float32))])
     ones = b.const(np.ones([channels, 1] + kernel, np.float32))
     return [_transpose_input(b, scale, ones, node, spatial, out_spatial, strides, pads, kernel, channels)]
+
+__all__ = [
+    "GradContext",
+    "Rule",
+    "UnsupportedOperatorError",
+    "attr",
+    "backward",
+    "rule",
+    "supported_operators",
+]

@@ -66,3 +66,7 @@ class NodeBuilder:
         if not axes:
             return x
         return self.op("ReduceSum", [x, self.ints(axes)], keepdims=int(keepdims))
+
+__all__ = [
+    "NodeBuilder",
+]

@@ -88,12 +88,12 @@ def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop
     """Load the images of a labels CSV (``file,class_index``), resized and centre-cropped.
 
     Images are resized (shorter side to ``round(size / crop)``) and centre-cropped by
-    :func:`instab.preprocessing.preprocess`, kept as uint8 so that x' can be made from them.
+    :func:`instab.inference.preprocessing.preprocess`, kept as uint8 so that x' can be made from them.
     A row that cannot be used (bad label, missing or corrupt file) is skipped and
     reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
     """
-    from instab.data import read_labels_csv
-    from instab.preprocessing import preprocess
+    from instab.io.manifest import read_labels_csv
+    from instab.inference.preprocessing import preprocess
 
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -143,3 +143,13 @@ def make_perturbation(text: str) -> Perturb:
         return result
 
     return apply
+
+__all__ = [
+    "InputFormat",
+    "LabeledSet",
+    "Perturb",
+    "decode_rgb",
+    "load_dataset",
+    "load_labeled",
+    "make_perturbation",
+]

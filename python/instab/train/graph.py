@@ -534,3 +534,16 @@ def build_gradient_graph(model, output: str | None = None, wrt: list[str] | None
     for t in wrt:
         graph.output.append(helper.make_tensor_value_info(f"{t}::grad", TensorProto.FLOAT, shapes.get(t)))
     return proto
+
+__all__ = [
+    "LOSSES",
+    "RESERVED",
+    "TrainingGraph",
+    "build_gradient_graph",
+    "build_training_graph",
+    "find_logits",
+    "parameter_layers",
+    "select_trainable",
+    "state_name",
+    "updated_name",
+]

@@ -209,3 +209,11 @@ def train_head(
                 raise FloatingPointError(f"training diverged at epoch {epoch}: loss {r.loss} (lower lr)")
             history.append({"epoch": epoch, "loss": r.loss, "ce": r.ce, "stability": r.stability})
     return history
+
+__all__ = [
+    "FeatureRunner",
+    "SplitModel",
+    "join",
+    "split_model",
+    "train_head",
+]

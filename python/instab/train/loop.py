@@ -280,3 +280,9 @@ def _progress(epoch: int, epochs: int, batch: int, nb: int, r: StepResult) -> No
         f"loss {r.loss:.4f} ce {r.ce:.4f} stab {r.stability:.4f}"
     )
     sys.stderr.flush()
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "StepResult",
+    "Trainer",
+]

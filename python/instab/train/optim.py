@@ -91,3 +91,8 @@ class Optimizer:
         bc1 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta1), step])])
         bc2 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta2), step])])
         return b.op("Div", [lr, bc1]), b.op("Sqrt", [bc2])
+
+__all__ = [
+    "OPTIMIZERS",
+    "Optimizer",
+]

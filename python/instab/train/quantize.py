@@ -76,3 +76,7 @@ def quantize_int8(
         )
         proto = onnx.load(str(dst))
     return _models.Model(proto, model.spec, model.name + "-int8")
+
+__all__ = [
+    "quantize_int8",
+]

@@ -101,3 +101,7 @@ def fold_clamps(
             n = helper.make_node("Clip", [src, *names], [key], name=(n.name or key) + "/folded")
         out.append(n)
     return out, inits
+
+__all__ = [
+    "fold_clamps",
+]

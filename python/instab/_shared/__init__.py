@@ -1,0 +1,1 @@
+"""Helpers shared by every layer: validation, image decoding, ONNX graph helpers, the legacy .pth reader."""

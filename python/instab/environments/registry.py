@@ -1,0 +1,270 @@
+"""Environments: named, parameterized, deterministic transforms of images.
+
+An environment stands for one path an image can take before the model: a codec
+round trip (``jpeg:q=85``), a distortion (``brightness:delta=0.1``), noise
+(``noise:gaussian,sigma=0.2``), a software ISP from raw (``isp:libraw-ahd``) or a
+chain of these joined by ``+`` (``distort:phone+jpeg:q=50``).
+
+Text form: ``kind`` or ``kind:token,token,...`` where a token is ``key=value`` or
+a bare word (``webp:lossless``). ``str(parse(text))`` gives the text back.
+
+Each kind is implemented in its own module and registered with
+:func:`register`; :data:`_KIND_MODULES` says which module to import for a kind,
+so that parsing only imports what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# kind -> module that registers it (imported on first use).
+_KIND_MODULES: dict[str, str] = {
+    "jpeg": "instab.environments.codecs",
+    "png": "instab.environments.codecs",
+    "webp": "instab.environments.codecs",
+    "heif": "instab.environments.codecs",
+    "avif": "instab.environments.codecs",
+    "brightness": "instab.environments.distort",
+    "contrast": "instab.environments.distort",
+    "saturation": "instab.environments.distort",
+    "hue": "instab.environments.distort",
+    "gamma": "instab.environments.distort",
+    "noise": "instab.environments.distort",
+    "distort": "instab.environments.distort",
+    "isp": "instab.environments.isp_kinds",
+    "device": "instab.environments.devices",
+}
+
+_REGISTRY: dict[str, Callable[[Spec], Environment]] = {}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One parsed environment: its kind, bare words and key=value parameters, in order."""
+
+    kind: str
+    words: tuple[str, ...] = ()
+    params: tuple[tuple[str, str], ...] = ()
+
+    def param(self, key: str, default: Any = None, cast: Callable[[str], Any] = str) -> Any:
+        for k, v in self.params:
+            if k == key:
+                try:
+                    return cast(v)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"environment {self}: parameter {key}={v!r} is invalid ({exc})") from None
+        return default
+
+    def check(self, words: Sequence[str] = (), keys: Sequence[str] = ()) -> None:
+        """Raise ValueError for any bare word or key this kind does not accept."""
+        for w in self.words:
+            if w not in words:
+                raise ValueError(
+                    f"environment {self}: unknown option {w!r} for {self.kind!r} (accepted: {sorted(words) or 'none'})"
+                )
+        for k, _ in self.params:
+            if k not in keys:
+                raise ValueError(
+                    f"environment {self}: unknown parameter {k!r} for {self.kind!r} (accepted: {sorted(keys) or 'none'})"
+                )
+
+    def __str__(self) -> str:
+        tokens = list(self.words) + [f"{k}={v}" for k, v in self.params]
+        return self.kind + (":" + ",".join(tokens) if tokens else "")
+
+
+@dataclass
+class EnvOutput:
+    """Images after an environment, mirroring the input form.
+
+    ``images`` is a uint8 [N, H, W, C] array when the input was one (a failed
+    item is left zero) or a list of HWC arrays (a failed item is None).
+    ``sizes`` holds encoded byte sizes for codecs (-1 where none), else None.
+    ``errors`` holds a message per failed item, None where it went fine.
+    """
+
+    images: np.ndarray | list[np.ndarray | None]
+    sizes: np.ndarray | None = None
+    errors: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class Environment(ABC):
+    """A deterministic transform of images; see the module docstring."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    @abstractmethod
+    def apply(
+        self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0
+    ) -> EnvOutput:
+        """Transform ``images``; randomness is keyed by (seed, first_index + i) for image i."""
+
+    def __str__(self) -> str:
+        return str(self.spec)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Environment) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+class Chain(Environment):
+    """Environments applied one after another; sizes are the last codec's.
+
+    Step ``k`` gets the seed ``_mix(seed, k)``. Consecutive steps that can fuse
+    (distortions, which offer ``fused_ops``) run as one kernel pass over the
+    pixels, each with its own step seed, without uint8 rounding between them.
+    """
+
+    def __init__(self, parts: Sequence[Environment]):
+        self.parts = list(parts)
+        super().__init__(Spec("chain"))
+
+    def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
+        out = EnvOutput(images=images, errors=[None] * len(images))
+        step = 0
+        while step < len(self.parts):
+            env = self.parts[step]
+            end = step + 1
+            if hasattr(env, "fused_ops"):
+                ops = list(env.fused_ops(_mix(seed, step)))
+                while end < len(self.parts) and hasattr(self.parts[end], "fused_ops"):
+                    ops += self.parts[end].fused_ops(_mix(seed, end))
+                    end += 1
+                nxt = type(env).apply_fused(_survivors(out), ops, threads, first_index)
+            else:
+                # Each step gets its own seed stream so that two noisy steps differ.
+                nxt = env.apply(_survivors(out), seed=_mix(seed, step), threads=threads, first_index=first_index)
+            errors = [a or b for a, b in zip(out.errors, nxt.errors or [None] * len(nxt))]
+            out = EnvOutput(nxt.images, nxt.sizes if nxt.sizes is not None else out.sizes, errors)
+            step = end
+        return out
+
+    def __str__(self) -> str:
+        return "+".join(str(p) for p in self.parts)
+
+
+def register(kind: str) -> Callable[[Callable[[Spec], Environment]], Callable[[Spec], Environment]]:
+    """Decorator: ``factory(spec) -> Environment`` builds environments of ``kind``."""
+
+    def wrap(factory: Callable[[Spec], Environment]) -> Callable[[Spec], Environment]:
+        _REGISTRY[kind] = factory
+        return factory
+
+    return wrap
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse one ``kind:token,...`` part (no ``+``)."""
+    if not isinstance(text, str):
+        raise TypeError(f"environment: expected a string, got {type(text).__name__}")
+    text = text.strip()
+    kind, _, rest = text.partition(":")
+    kind = kind.strip()
+    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"environment {text!r}: expected 'kind' or 'kind:options', kind {kind!r} is not a name")
+    words: list[str] = []
+    params: list[tuple[str, str]] = []
+    if rest.strip():
+        for token in rest.split(","):
+            token = token.strip()
+            if not token:
+                raise ValueError(f"environment {text!r}: empty option (check the commas)")
+            if "=" in token:
+                key, _, value = token.partition("=")
+                key, value = key.strip(), value.strip()
+                if not key or not value:
+                    raise ValueError(f"environment {text!r}: option {token!r} must be key=value")
+                if any(k == key for k, _ in params):
+                    raise ValueError(f"environment {text!r}: parameter {key!r} given twice")
+                params.append((key, value))
+            else:
+                words.append(token)
+    elif ":" in text:
+        raise ValueError(f"environment {text!r}: nothing after ':'")
+    return Spec(kind.lower(), tuple(words), tuple(params))
+
+
+def parse(text: str) -> Environment:
+    """Parse an environment's text form, e.g. ``jpeg:q=50,subsampling=420`` or ``distort:phone+jpeg:q=85``."""
+    if not isinstance(text, str):
+        raise TypeError(f"environment: expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError("environment '': empty text, expected 'kind' or 'kind:options' (e.g. jpeg:q=85)")
+    parts = [p for p in text.split("+")]
+    if any(not p.strip() for p in parts):
+        raise ValueError(f"environment {text!r}: empty part in a '+' chain")
+    envs = [_build(parse_spec(p)) for p in parts]
+    return envs[0] if len(envs) == 1 else Chain(envs)
+
+
+def known_kinds() -> list[str]:
+    return sorted(_KIND_MODULES)
+
+
+def _build(spec: Spec) -> Environment:
+    if spec.kind not in _REGISTRY:
+        module = _KIND_MODULES.get(spec.kind)
+        if module is None:
+            raise ValueError(f"environment {spec}: unknown kind {spec.kind!r} (known: {', '.join(known_kinds())})")
+        importlib.import_module(module)
+        if spec.kind not in _REGISTRY:
+            raise ValueError(f"environment {spec}: kind {spec.kind!r} is not available in this build")
+    return _REGISTRY[spec.kind](spec)
+
+
+def _mix(seed: int, step: int) -> int:
+    return seed if step == 0 else (seed * 0x9E3779B1 + step * 0x85EBCA77) % (1 << 63)
+
+
+def _survivors(out: EnvOutput) -> Any:
+    """Input for the next chain step: failed list items stay None and are skipped by the step."""
+    return out.images
+
+
+def as_image_list(images: Any, name: str = "images") -> tuple[list[np.ndarray | None], bool]:
+    """Validate images; return (list of HWC uint8 arrays or None, input_was_batch)."""
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise TypeError(f"{name}: expected uint8 pixels, got dtype {images.dtype}")
+        if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"{name}: expected a [N, H, W, C] batch with C in (1, 3, 4), got shape {images.shape}")
+        return [images[i] for i in range(images.shape[0])], True
+    if isinstance(images, (list, tuple)):
+        out: list[np.ndarray | None] = []
+        for i, im in enumerate(images):
+            if im is None:
+                out.append(None)
+                continue
+            a = np.asarray(im)
+            if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+                raise ValueError(f"{name}[{i}]: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}")
+            out.append(a)
+        return out, False
+    raise TypeError(f"{name}: expected a uint8 [N, H, W, C] array or a list of HWC arrays, got {type(images).__name__}")
+
+__all__ = [
+    "Chain",
+    "EnvOutput",
+    "Environment",
+    "Spec",
+    "as_image_list",
+    "known_kinds",
+    "parse",
+    "parse_spec",
+    "register",
+]

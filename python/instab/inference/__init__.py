@@ -1,0 +1,23 @@
+"""Inference: Pillow-exact preprocessing in C++ and the streaming ONNX Runtime :class:`Classifier`."""
+
+from __future__ import annotations
+
+from instab.inference.classifier import (
+    Classifier,
+    EMBEDDING,
+    Prediction,
+)
+from instab.inference.preprocessing import (
+    preprocess,
+    resize_plan,
+    short_side_for,
+)
+
+__all__ = [
+    "Classifier",
+    "EMBEDDING",
+    "Prediction",
+    "preprocess",
+    "resize_plan",
+    "short_side_for",
+]

@@ -1,0 +1,1 @@
+"""Files in and out: labels CSV, manifests, the results store."""

@@ -1,0 +1,155 @@
+"""DNG files for Bayer mosaics (written with tifffile) and reading raw files with rawpy/LibRaw."""
+
+from __future__ import annotations
+
+import io
+import os
+from fractions import Fraction
+from typing import IO, Any
+
+import numpy as np
+
+from instab.isp.pipeline import SRGB_TO_XYZ, RawMeta, pattern_colours
+
+# Tag ids from the DNG 1.4 specification.
+_MAKE = 271
+_MODEL = 272
+_CFA_REPEAT_PATTERN_DIM = 33421
+_CFA_PATTERN = 33422
+_DNG_VERSION = 50706
+_DNG_BACKWARD_VERSION = 50707
+_UNIQUE_CAMERA_MODEL = 50708
+_CFA_PLANE_COLOR = 50710
+_CFA_LAYOUT = 50711
+_BLACK_LEVEL_REPEAT_DIM = 50713
+_BLACK_LEVEL = 50714
+_WHITE_LEVEL = 50717
+_COLOR_MATRIX_1 = 50721
+_AS_SHOT_NEUTRAL = 50728
+_CALIBRATION_ILLUMINANT_1 = 50778
+_D65 = 21
+_RATIONAL, _SRATIONAL, _SHORT, _LONG, _BYTE = 5, 10, 3, 4, 1
+
+
+def _rational(values: Any, signed: bool = False) -> list[int]:
+    """Flattened (numerator, denominator) pairs, as tifffile expects for (S)RATIONAL tags."""
+    out: list[int] = []
+    for v in np.asarray(values, dtype=np.float64).reshape(-1):
+        f = Fraction(float(v)).limit_denominator(1_000_000)
+        if not signed and f < 0:
+            raise ValueError(f"write_dng: {v} must not be negative")
+        out += [f.numerator, f.denominator]
+    return out
+
+
+def write_dng(path: str | os.PathLike[str] | IO[bytes], mosaic: np.ndarray, meta: Any) -> None:
+    """Write a Bayer mosaic as a DNG that LibRaw (rawpy) and other raw developers read.
+
+    path: a file name or a binary file object (e.g. ``io.BytesIO``).
+    mosaic: uint16 ``[H, W]`` raw values.
+    meta: an :class:`instab.isp.RawMeta`: CFA pattern, black and white level,
+        D65 colour matrix (ColorMatrix1; identity-derived when None) and
+        AsShotNeutral from the white-balance gains.
+    """
+
+    if not isinstance(meta, RawMeta):
+        raise TypeError(f"meta: expected a RawMeta, got {type(meta).__name__}")
+    m = np.asarray(mosaic)
+    if m.dtype != np.uint16:
+        raise TypeError(f"mosaic: expected uint16 raw values, got dtype {m.dtype}")
+    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
+        raise ValueError(f"mosaic: expected a 2-D mosaic of at least 2x2, got shape {m.shape}")
+    import tifffile
+
+    if meta.xyz_to_cam is not None:
+        xyz_to_cam = np.asarray(meta.xyz_to_cam)
+    else:
+        # A camera that sees linear sRGB: its XYZ -> camera matrix is XYZ -> sRGB.
+        xyz_to_cam = np.linalg.inv(SRGB_TO_XYZ)
+    black = list(meta.black_level)
+    integral = all(float(b).is_integer() for b in black) and float(meta.white_level).is_integer()
+    tags = [
+        (_MAKE, "s", 0, "instab", True),
+        (_MODEL, "s", 0, "simulated sensor", True),
+        (_DNG_VERSION, _BYTE, 4, (1, 4, 0, 0), True),
+        (_DNG_BACKWARD_VERSION, _BYTE, 4, (1, 1, 0, 0), True),
+        (_UNIQUE_CAMERA_MODEL, "s", 0, "instab simulated sensor", True),
+        (_CFA_REPEAT_PATTERN_DIM, _SHORT, 2, (2, 2), True),
+        (_CFA_PATTERN, _BYTE, 4, tuple(pattern_colours(meta.pattern)), True),
+        (_CFA_PLANE_COLOR, _BYTE, 3, (0, 1, 2), True),
+        (_CFA_LAYOUT, _SHORT, 1, (1,), True),
+        (_BLACK_LEVEL_REPEAT_DIM, _SHORT, 2, (2, 2), True),
+        (_BLACK_LEVEL, _LONG, 4, tuple(int(b) for b in black), True)
+        if integral
+        else (_BLACK_LEVEL, _RATIONAL, 4, _rational(black), True),
+        (_WHITE_LEVEL, _LONG, 1, (int(round(meta.white_level)),), True),
+        (_COLOR_MATRIX_1, _SRATIONAL, 9, _rational(xyz_to_cam, signed=True), True),
+        (_CALIBRATION_ILLUMINANT_1, _SHORT, 1, (_D65,), True),
+        (_AS_SHOT_NEUTRAL, _RATIONAL, 3, _rational(meta.as_shot_neutral), True),
+    ]
+    tifffile.imwrite(
+        path, np.ascontiguousarray(m), photometric=32803, extratags=tags, metadata=None,
+    )
+
+
+def read_raw(path: str | os.PathLike[str] | IO[bytes]) -> tuple[np.ndarray, Any]:
+    """Read a Bayer raw file that rawpy (LibRaw) supports: DNG, NEF, CR2, ARW, ...
+
+    Returns (mosaic, meta): the visible uint16 ``[H, W]`` mosaic and a
+    :class:`instab.isp.RawMeta` (pattern, per-position black level, white level,
+    camera white balance, colour matrix). Raises ValueError for files LibRaw
+    cannot open and for non-Bayer sensors (X-Trans, Foveon).
+    """
+    import rawpy
+
+
+    name = getattr(path, "name", path)
+    try:
+        src = path if isinstance(path, (str, os.PathLike)) else io.BytesIO(path.read())
+        with rawpy.imread(os.fspath(src) if isinstance(src, (str, os.PathLike)) else src) as raw:
+            pattern_idx = np.asarray(raw.raw_pattern)
+            desc = raw.color_desc.decode("ascii", "replace")
+            if pattern_idx is None or pattern_idx.shape != (2, 2):
+                raise ValueError(f"{name}: not a 2x2 Bayer sensor (pattern {pattern_idx})")
+            letters = [desc[int(i)] for i in pattern_idx.reshape(-1)]
+            if sorted(letters) != ["B", "G", "G", "R"]:
+                raise ValueError(f"{name}: not an RGB Bayer sensor (colours {''.join(letters)})")
+            pattern = "".join(letters).lower()
+            mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+            bl = list(raw.black_level_per_channel)
+            black = tuple(float(bl[int(i)]) for i in pattern_idx.reshape(-1))
+            white = float(raw.white_level)
+            wbc = np.asarray(raw.camera_whitebalance, dtype=np.float64)
+            # color indices: the first index with each letter
+            idx = {ch: desc.index(ch) for ch in "RGB"}
+            if wbc[idx["G"]] > 0 and wbc[idx["R"]] > 0 and wbc[idx["B"]] > 0:
+                gains = (wbc[idx["R"]] / wbc[idx["G"]], 1.0, wbc[idx["B"]] / wbc[idx["G"]])
+            else:
+                gains = (1.0, 1.0, 1.0)
+            xyz_to_cam = _colour_matrix(raw, [idx["R"], idx["G"], idx["B"]])
+    except rawpy.LibRawError as exc:
+        raise ValueError(f"{name}: LibRaw cannot read this raw file ({type(exc).__name__}: {exc})") from None
+    meta = RawMeta(pattern=pattern, black_level=black, white_level=white, wb_gains=gains, xyz_to_cam=xyz_to_cam)
+    return mosaic, meta
+
+
+def _colour_matrix(raw: Any, rgb_idx: list[int]) -> np.ndarray | None:
+    """XYZ -> camera for R, G, B, from LibRaw's camera matrix, or from its camera -> sRGB matrix.
+
+    LibRaw leaves ``rgb_xyz_matrix`` empty for DNGs but fills ``color_matrix``
+    (camera -> sRGB); inverting it gives sRGB -> camera, and XYZ -> camera up to
+    the row scaling that :attr:`RawMeta.rgb_to_cam` normalises away.
+    """
+
+    cam_xyz = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[rgb_idx]
+    if np.any(cam_xyz) and abs(np.linalg.det(cam_xyz @ SRGB_TO_XYZ)) > 1e-12:
+        return cam_xyz
+    rgb_cam = np.asarray(raw.color_matrix, dtype=np.float64)[:, rgb_idx]
+    if np.any(rgb_cam) and abs(np.linalg.det(rgb_cam)) > 1e-12 and not np.allclose(rgb_cam, np.eye(3)):
+        return np.linalg.inv(rgb_cam) @ np.linalg.inv(SRGB_TO_XYZ)
+    return None
+
+__all__ = [
+    "read_raw",
+    "write_dng",
+]

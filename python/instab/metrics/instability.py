@@ -1,0 +1,254 @@
+"""The instability metric and the analyses built on it.
+
+An image is *unstable* when, over the environments in which it was observed,
+the model's prediction is correct in at least one and wrong in at least one.
+A prediction is correct when the top-k list meets the image's label set.
+Images wrong everywhere are stable. An environment in which an image was not
+observed is left out of that image's comparison, and an image observed in
+fewer than two environments is not counted at all (it cannot be compared).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from instab._native import core
+from instab.metrics.labels import normalize_label_sets
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Instability and accuracy per group key (class, angle, device, ...)."""
+
+    keys: np.ndarray  # [G] sorted unique group keys
+    n_images: np.ndarray  # [G] images counted (observed in >= 2 environments)
+    n_unstable: np.ndarray  # [G]
+    rate: np.ndarray  # [G] n_unstable / n_images (NaN for a group with none counted)
+    accuracy: np.ndarray  # [G, n_envs] accuracy over the group's observed images
+
+
+@dataclass(frozen=True)
+class RepeatAnalysis:
+    """Instability between repeat shots on one device vs across devices."""
+
+    within: dict[int, float]  # device -> instability over its repeat shots
+    across: dict[int, float]  # repeat index -> instability across devices
+    within_mean: float
+    across_mean: float
+
+
+@dataclass(frozen=True)
+class ConfidenceSplit:
+    """Top-1 scores of every observation of stable and of unstable images."""
+
+    stable: np.ndarray
+    unstable: np.ndarray
+
+
+@dataclass(frozen=True)
+class InstabilityResult:
+    """What :func:`instability` found. Arrays are indexed [image] or [image, environment]."""
+
+    k: int
+    rate: float  # n_unstable / n_images (NaN when no image was counted)
+    n_unstable: int
+    n_images: int  # images counted: observed in at least two environments
+    n_always_correct: int
+    n_always_wrong: int
+    unstable: np.ndarray  # bool [n]
+    counted: np.ndarray  # bool [n]
+    correct: np.ndarray  # bool [n, e]
+    observed: np.ndarray  # bool [n, e]
+    accuracy: np.ndarray  # float [e] over the images observed in each environment
+    confidence: np.ndarray | None = field(default=None, repr=False)  # float [n, e] top-1 score
+
+    def by_group(self, groups: Any) -> GroupStats:
+        """Rate and per-environment accuracy for each value of ``groups`` (int [n])."""
+        g = np.asarray(groups)
+        if g.ndim != 1 or g.shape[0] != self.unstable.shape[0]:
+            raise ValueError(f"groups: expected shape ({self.unstable.shape[0]},), got {g.shape}")
+        if g.dtype.kind not in "iu":
+            raise TypeError(f"groups: expected integer keys, got dtype {g.dtype}")
+        keys, inverse = np.unique(g, return_inverse=True)
+        n_groups = len(keys)
+        n_images = np.bincount(inverse, weights=self.counted, minlength=n_groups).astype(np.int64)
+        n_unstable = np.bincount(inverse, weights=self.unstable, minlength=n_groups).astype(np.int64)
+        n_envs = self.correct.shape[1]
+        correct = np.zeros((n_groups, n_envs))
+        observed = np.zeros((n_groups, n_envs))
+        np.add.at(correct, inverse, self.correct & self.observed)
+        np.add.at(observed, inverse, self.observed)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = n_unstable / n_images
+            accuracy = correct / observed
+        return GroupStats(keys, n_images, n_unstable, rate, accuracy)
+
+    def pairwise(self) -> np.ndarray:
+        """[e, e] instability between each pair of environments.
+
+        Entry (a, b) is the fraction of images observed in both a and b that are
+        correct in exactly one of them; NaN where no image was observed in both.
+        """
+        obs = self.observed.astype(np.float64)
+        hit = (self.correct & self.observed).astype(np.float64)
+        miss = obs - hit
+        both = obs.T @ obs
+        differ = hit.T @ miss + miss.T @ hit
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return differ / both
+
+    def repeat_analysis(self, device: Any, repeat: Any) -> RepeatAnalysis:
+        """Instability within a device's repeat shots vs across devices.
+
+        ``device`` and ``repeat`` (int [n_envs]) say which device and which shot
+        each environment column is. Within: for each device with two or more
+        shots, the instability over its shots. Across: for each repeat index
+        present on two or more devices, the instability over those columns.
+        """
+        n_envs = self.correct.shape[1]
+        dev = _env_keys(device, "device", n_envs)
+        rep = _env_keys(repeat, "repeat", n_envs)
+        if len(set(zip(dev.tolist(), rep.tolist()))) != n_envs:
+            raise ValueError("device, repeat: each environment column must be a distinct (device, repeat) pair")
+        within = {int(d): self._subset_rate(dev == d) for d in np.unique(dev) if (dev == d).sum() >= 2}
+        across = {int(r): self._subset_rate(rep == r) for r in np.unique(rep) if (rep == r).sum() >= 2}
+        return RepeatAnalysis(
+            within=within,
+            across=across,
+            within_mean=float(np.nanmean(list(within.values()))) if within else float("nan"),
+            across_mean=float(np.nanmean(list(across.values()))) if across else float("nan"),
+        )
+
+    def confidence_split(self) -> ConfidenceSplit:
+        """Top-1 scores of stable and unstable images (counted images, observed entries)."""
+        if self.confidence is None:
+            raise ValueError(
+                "confidence: not available; pass float scores, or top_scores= with ranked predictions"
+            )
+        mask = self.observed & self.counted[:, None]
+        unstable = mask & self.unstable[:, None]
+        stable = mask & ~self.unstable[:, None]
+        return ConfidenceSplit(stable=self.confidence[stable], unstable=self.confidence[unstable])
+
+    def _subset_rate(self, columns: np.ndarray) -> float:
+        obs = self.observed[:, columns]
+        hit = (self.correct[:, columns] & obs).sum(axis=1)
+        n_obs = obs.sum(axis=1)
+        counted = n_obs >= 2
+        if not counted.any():
+            return float("nan")
+        unstable = counted & (hit > 0) & (hit < n_obs)
+        return float(unstable.sum() / counted.sum())
+
+
+def instability(
+    predictions: Any,
+    labels: Any,
+    *,
+    k: int = 1,
+    n_classes: int | None = None,
+    top_scores: Any = None,
+    threads: int | None = None,
+) -> InstabilityResult:
+    """Measure instability of predictions across environments.
+
+    Args:
+        predictions: either ranked class indices, int [n_images, n_envs, m] best
+            first with -1 for "not observed" (m >= k), or float scores
+            [n_images, n_envs, n_classes] with an all-NaN row for "not observed".
+        labels: int [n_images], int [n_images, L] padded with -1, or a list of
+            iterables of class indices: the image's set of correct classes.
+        k: a prediction is correct when any of its top k classes is a label.
+        n_classes: the number of classes, to range-check ranked predictions and
+            labels (taken from the scores' last axis for float input).
+        top_scores: optional float scores aligned with ranked predictions,
+            [n, e, m] or [n, e], for the confidence analysis.
+        threads: worker threads (default: all cores). Results do not depend on it.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k: expected an int, got {type(k).__name__}")
+    pred = np.asarray(predictions)
+    if pred.ndim != 3:
+        raise ValueError(f"predictions: expected a 3-D array [images, environments, m], got shape {pred.shape}")
+    if pred.dtype.kind not in "iuf":
+        raise TypeError(f"predictions: expected integer class indices or float scores, got dtype {pred.dtype}")
+    if 0 in pred.shape:
+        raise ValueError(f"predictions: empty array of shape {pred.shape}")
+    is_scores = pred.dtype.kind == "f"
+    if is_scores:
+        if pred.dtype not in (np.float32, np.float64):
+            pred = pred.astype(np.float32)
+        n_classes = pred.shape[2]
+    elif pred.dtype not in (np.int32, np.int64):
+        pred = pred.astype(np.int64)
+    if n_classes is not None and n_classes < 1:
+        raise ValueError(f"n_classes: must be positive, got {n_classes}")
+    if not 1 <= k <= pred.shape[2]:
+        raise ValueError(f"k: must be in 1..{pred.shape[2]} (the predictions' last axis), got {k}")
+    label_sets = normalize_label_sets(labels, pred.shape[0], n_classes)
+    nthreads = _threads(threads)
+
+    raw = core.instability(np.ascontiguousarray(pred), label_sets, int(k), int(n_classes or -1), nthreads)
+
+    confidence = raw["confidence"]
+    if top_scores is not None:
+        if is_scores:
+            raise ValueError("top_scores: only used with ranked predictions; float scores carry their own")
+        confidence = _top1(top_scores, pred.shape[:2])
+    observed = raw["observed"].view(bool)
+    env_observed = raw["env_observed"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = raw["env_correct"] / env_observed
+    n_images = int(raw["n_counted"])
+    return InstabilityResult(
+        k=int(k),
+        rate=raw["n_unstable"] / n_images if n_images else float("nan"),
+        n_unstable=int(raw["n_unstable"]),
+        n_images=n_images,
+        n_always_correct=int(raw["n_always_correct"]),
+        n_always_wrong=int(raw["n_always_wrong"]),
+        unstable=raw["unstable"].view(bool),
+        counted=raw["counted"].view(bool),
+        correct=raw["correct"].view(bool),
+        observed=observed,
+        accuracy=accuracy,
+        confidence=confidence,
+    )
+
+
+def _threads(threads: int | None) -> int:
+    if threads is None:
+        return os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
+    return int(threads)
+
+
+def _top1(top_scores: Any, shape: tuple[int, int]) -> np.ndarray:
+    s = np.asarray(top_scores, dtype=np.float32)
+    if s.ndim == 3:
+        s = s[..., 0]
+    if s.shape != tuple(shape):
+        raise ValueError(f"top_scores: expected shape {tuple(shape)} or {tuple(shape)} + (m,), got {s.shape}")
+    return s
+
+
+def _env_keys(values: Any, name: str, n_envs: int) -> np.ndarray:
+    a = np.asarray(values)
+    if a.shape != (n_envs,):
+        raise ValueError(f"{name}: expected one entry per environment, shape ({n_envs},), got {a.shape}")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integers, got dtype {a.dtype}")
+    return a
+
+__all__ = [
+    "ConfidenceSplit",
+    "GroupStats",
+    "InstabilityResult",
+    "RepeatAnalysis",
+    "instability",
+]

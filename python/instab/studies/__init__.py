@@ -1,0 +1,1 @@
+"""Every experiment behind ``instab characterize``, each returning a result with ``to_text()`` and ``to_dict()``."""

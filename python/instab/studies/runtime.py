@@ -1,0 +1,195 @@
+"""Runtime environments: score the same images under several runtime configurations
+(model build, int8 vs dequantized float, provider, threads, graph optimization,
+JPEG decoding) and measure the instability between them.
+
+This is the processor/OS experiment of the source study: the pixels are the same
+files everywhere, only the software that turns them into a prediction changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from instab import models as _models
+from instab.inference.classifier import Classifier
+from instab.metrics.instability import InstabilityResult, instability
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """One runtime configuration. ``model`` is a built-in name, a path or a Model."""
+
+    name: str
+    model: Any
+    dequantize: bool = False
+    provider: str = "cpu"
+    threads: int | None = None
+    optimization: str = "all"
+    decode: str = "full"
+
+
+@dataclass(frozen=True)
+class RuntimeStudy:
+    """Predictions of every image under every configuration, and their instability.
+
+    ``classes``/``scores``: [n_images, n_configs, k] (-1 / NaN where an image failed),
+    ``top1``/``topk``: :func:`instab.instability` results for k=1 and k=k.
+    """
+
+    names: list[str]
+    classes: np.ndarray
+    scores: np.ndarray
+    errors: list[list[str | None]]
+    top1: InstabilityResult
+    topk: InstabilityResult
+    k: int
+    seconds: list[float] = field(default_factory=list)
+
+    def agreement(self) -> np.ndarray:
+        """[e, e] fraction of images whose top-1 class is the same under both configurations."""
+        c = self.classes[:, :, 0]
+        ok = c >= 0
+        e = c.shape[1]
+        out = np.full((e, e), np.nan)
+        for a in range(e):
+            for b in range(e):
+                both = ok[:, a] & ok[:, b]
+                if both.any():
+                    out[a, b] = float((c[both, a] == c[both, b]).mean())
+        return out
+
+    def table(self) -> str:
+        """Plain-text summary: per-configuration accuracy, instability vs the first configuration."""
+        pw1 = self.top1.pairwise()
+        agree = self.agreement()
+        lines = [f"{'configuration':<34} {'top-1':>6} {'top-' + str(self.k):>6} {'instab-vs-ref':>13} {'agree-vs-ref':>12}"]
+        for i, name in enumerate(self.names):
+            lines.append(
+                f"{name:<34} {self.top1.accuracy[i]:6.4f} {self.topk.accuracy[i]:6.4f} "
+                f"{pw1[0, i]:13.4f} {agree[0, i]:12.4f}"
+            )
+        lines.append(
+            f"instability over all {len(self.names)}: top-1 {self.top1.rate:.4f}, top-{self.k} {self.topk.rate:.4f}"
+        )
+        return "\n".join(lines)
+
+
+def default_configs(
+    int8_model: Any = "mobilenet-v2-int8-st", other_build: Any = "mobilenet-v2-coral", cuda: bool | None = None
+) -> list[RuntimeConfig]:
+    """The configurations of the runtime experiment.
+
+    The first is the reference (the int8 build on the CPU with all threads, full
+    graph optimization and full JPEG decoding); each other one changes one thing. The CUDA
+    configuration is included when ``cuda`` is True, or when None and ONNX
+    Runtime has the CUDA provider.
+    """
+    if cuda is None:
+        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    configs = [
+        RuntimeConfig("int8 (reference)", int8_model),
+        RuntimeConfig("dequantized float", int8_model, dequantize=True),
+        RuntimeConfig("other vendor build", other_build),
+        RuntimeConfig("1 thread", int8_model, threads=1),
+        RuntimeConfig("optimization disabled", int8_model, optimization="disable"),
+        RuntimeConfig("optimization basic", int8_model, optimization="basic"),
+        RuntimeConfig("JPEG draft (DCT-scaled) decode", int8_model, decode="draft"),
+    ]
+    if cuda:
+        configs.append(RuntimeConfig("CUDA provider", int8_model, provider="cuda"))
+    return configs
+
+
+def compare_runtimes(
+    images: Sequence[Any],
+    labels: Any,
+    configs: Sequence[RuntimeConfig] | None = None,
+    *,
+    k: int = 5,
+    batch_size: int = 32,
+) -> RuntimeStudy:
+    """Score ``images`` (paths, bytes or arrays) under each configuration and measure instability.
+
+    Args:
+        images: the items to classify, the same for every configuration.
+        labels: label sets for :func:`instab.instability` (int [n], or a list of sets).
+        configs: the configurations (default: :func:`default_configs`).
+        k: top-k kept per image; instability is reported for k=1 and k=k.
+        batch_size: inference batch size.
+    """
+    import time
+
+    configs = list(configs) if configs is not None else default_configs()
+    if len(configs) < 2:
+        raise ValueError(f"configs: need at least two configurations to compare, got {len(configs)}")
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"configs: names must be unique, got {names}")
+    items = list(images)
+    loaded: dict[tuple[Any, bool], _models.Model] = {}
+    classes, scores, errors, seconds = [], [], [], []
+    for cfg in configs:
+        key = (cfg.model if not isinstance(cfg.model, _models.Model) else id(cfg.model), cfg.dequantize)
+        if key not in loaded:
+            m = cfg.model if isinstance(cfg.model, _models.Model) else _models.load(cfg.model)
+            loaded[key] = _models.dequantize(m) if cfg.dequantize else m
+        clf = Classifier(
+            loaded[key],
+            provider=cfg.provider,
+            threads=cfg.threads,
+            optimization=cfg.optimization,
+            decode=cfg.decode,
+            batch_size=batch_size,
+        )
+        t0 = time.perf_counter()
+        pred = clf.predict(items, k=k)
+        seconds.append(time.perf_counter() - t0)
+        classes.append(pred.classes)
+        scores.append(pred.scores)
+        errors.append(pred.errors)
+    cls = np.stack(classes, axis=1)
+    sc = np.stack(scores, axis=1)
+    top1 = instability(cls, labels, k=1, n_classes=1000, top_scores=sc)
+    topk = instability(cls, labels, k=k, n_classes=1000, top_scores=sc)
+    return RuntimeStudy(names, cls, sc, errors, top1, topk, k, seconds)
+
+
+def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - the experiment script
+    """Run the default experiment on a labelled image folder and print the table."""
+    import argparse
+    import csv
+    from pathlib import Path
+
+    default_samples = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
+    parser = argparse.ArgumentParser(prog="python -m instab.studies.runtime", description=main.__doc__)
+    parser.add_argument("samples", nargs="?", type=Path, default=default_samples,
+                        help="folder with labels.csv (file,class_index,...) and the images")
+    parser.add_argument("--model", default="mobilenet-v2-int8-st", help="reference int8 model")
+    parser.add_argument("--other", default="mobilenet-v2-coral", help="another vendor's build of it")
+    args = parser.parse_args(argv)
+    with open(args.samples / "labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    paths = [args.samples / r["file"] for r in rows]
+    labels = np.array([int(r["class_index"]) for r in rows])
+    study = compare_runtimes(paths, labels, default_configs(args.model, args.other))
+    print(study.table())
+    for name, s in zip(study.names, study.seconds):
+        print(f"{name:<34} {len(paths) / s:7.1f} images/s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+__all__ = [
+    "RuntimeConfig",
+    "RuntimeStudy",
+    "compare_runtimes",
+    "default_configs",
+    "main",
+]

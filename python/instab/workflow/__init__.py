@@ -1,0 +1,1 @@
+"""The bulk workflow: simulate environments into files, score a manifest into the store, report."""
