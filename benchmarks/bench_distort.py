@@ -24,8 +24,7 @@ import pytest
 import instab.environments.distort as D
 from instab.environments.registry import _mix
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import reference as R  # noqa: E402
+from tests import reference as R
 
 try:
     import cv2  # type: ignore[no-redef]

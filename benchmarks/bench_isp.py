@@ -21,8 +21,7 @@ from PIL import Image
 from instab import isp
 from instab._native import core
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference import isp_develop_reference, isp_unprocess_reference  # noqa: E402
+from tests.reference import isp_develop_reference, isp_unprocess_reference  # noqa: E402
 
 rawpy = pytest.importorskip("rawpy")
 

@@ -20,8 +20,7 @@ from PIL import Image
 
 import instab
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from reference import preprocess_ref  # noqa: E402
+from tests.reference import preprocess_ref  # noqa: E402
 
 SIZE, CROP = 224, 0.875
 MEAN = np.array([0.485, 0.456, 0.406])

@@ -19,13 +19,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from instab.train import Optimizer, build_training_graph
 from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
-from train_helpers import tiny_classifier, tiny_data
+from tests._support.training import tiny_classifier, tiny_data
 
 ALPHA, LR = 0.1, 1e-4
 OPT = Optimizer("sgd", momentum=0.9)
@@ -83,7 +82,7 @@ def test_train_step_onnxruntime(benchmark, case):
 
 def test_train_step_torch(benchmark, case):
     torch = pytest.importorskip("torch")
-    from train_torch_oracle import TorchGraph, stability_loss
+    from tests._support.torch_oracle import TorchGraph, stability_loss
 
     model, x, xn, labels = case
     tg = build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from instab._shared.textform import Spec, parse_spec
+
 # kind -> module that registers it (imported on first use).
 _KIND_MODULES: dict[str, str] = {
     "jpeg": "instab.environments.codecs",
@@ -42,41 +44,6 @@ _KIND_MODULES: dict[str, str] = {
 }
 
 _REGISTRY: dict[str, Callable[[Spec], Environment]] = {}
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One parsed environment: its kind, bare words and key=value parameters, in order."""
-
-    kind: str
-    words: tuple[str, ...] = ()
-    params: tuple[tuple[str, str], ...] = ()
-
-    def param(self, key: str, default: Any = None, cast: Callable[[str], Any] = str) -> Any:
-        for k, v in self.params:
-            if k == key:
-                try:
-                    return cast(v)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"environment {self}: parameter {key}={v!r} is invalid ({exc})") from None
-        return default
-
-    def check(self, words: Sequence[str] = (), keys: Sequence[str] = ()) -> None:
-        """Raise ValueError for any bare word or key this kind does not accept."""
-        for w in self.words:
-            if w not in words:
-                raise ValueError(
-                    f"environment {self}: unknown option {w!r} for {self.kind!r} (accepted: {sorted(words) or 'none'})"
-                )
-        for k, _ in self.params:
-            if k not in keys:
-                raise ValueError(
-                    f"environment {self}: unknown parameter {k!r} for {self.kind!r} (accepted: {sorted(keys) or 'none'})"
-                )
-
-    def __str__(self) -> str:
-        tokens = list(self.words) + [f"{k}={v}" for k, v in self.params]
-        return self.kind + (":" + ",".join(tokens) if tokens else "")
 
 
 @dataclass
@@ -166,37 +133,6 @@ def register(kind: str) -> Callable[[Callable[[Spec], Environment]], Callable[[S
         return factory
 
     return wrap
-
-
-def parse_spec(text: str) -> Spec:
-    """Parse one ``kind:token,...`` part (no ``+``)."""
-    if not isinstance(text, str):
-        raise TypeError(f"environment: expected a string, got {type(text).__name__}")
-    text = text.strip()
-    kind, _, rest = text.partition(":")
-    kind = kind.strip()
-    if not kind or not kind.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"environment {text!r}: expected 'kind' or 'kind:options', kind {kind!r} is not a name")
-    words: list[str] = []
-    params: list[tuple[str, str]] = []
-    if rest.strip():
-        for token in rest.split(","):
-            token = token.strip()
-            if not token:
-                raise ValueError(f"environment {text!r}: empty option (check the commas)")
-            if "=" in token:
-                key, _, value = token.partition("=")
-                key, value = key.strip(), value.strip()
-                if not key or not value:
-                    raise ValueError(f"environment {text!r}: option {token!r} must be key=value")
-                if any(k == key for k, _ in params):
-                    raise ValueError(f"environment {text!r}: parameter {key!r} given twice")
-                params.append((key, value))
-            else:
-                words.append(token)
-    elif ":" in text:
-        raise ValueError(f"environment {text!r}: nothing after ':'")
-    return Spec(kind.lower(), tuple(words), tuple(params))
 
 
 def parse(text: str) -> Environment:

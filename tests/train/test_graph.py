@@ -10,7 +10,7 @@ from instab.train.dataset import make_perturbation
 from instab.train.graph import updated_name
 from instab.train.loop import Trainer
 from onnx import TensorProto, helper, numpy_helper
-from train_helpers import run_model, session, tiny_classifier, tiny_data
+from tests._support.training import run_model, session, tiny_classifier, tiny_data
 
 IMAGES, LABELS = tiny_data(24)
 NOISE = make_perturbation("noise:gaussian,sigma=0.1")

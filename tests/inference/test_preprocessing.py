@@ -10,7 +10,7 @@ from PIL import Image
 
 import instab
 from instab.inference.preprocessing import resize_plan
-from reference import pillow_resize_ref, pillow_vertical_first, preprocess_plan_ref, preprocess_ref
+from tests.reference import pillow_resize_ref, pillow_vertical_first, preprocess_plan_ref, preprocess_ref
 
 # Pillow 13 chose the order of its two resampling passes by shape; older Pillow always
 # ran the horizontal pass first. instab follows Pillow 13.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import instab
 from instab._native import core
 
-from reference import instability_reference, pairwise_reference, topk_reference
+from tests.reference import instability_reference, pairwise_reference, topk_reference
 
 
 def test_hand_worked_example():

@@ -15,7 +15,7 @@ from instab import environments, isp
 from instab._native import core
 from instab.environments.isp_kinds import develop_libraw
 
-from reference import isp_develop_reference, isp_unprocess_reference
+from tests.reference import isp_develop_reference, isp_unprocess_reference
 
 PATTERNS = list(isp.PATTERNS)
 

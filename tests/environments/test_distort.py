@@ -11,7 +11,7 @@ import instab.environments.distort as D
 from instab._native import core
 from instab.environments.registry import _mix
 
-import reference as R
+from tests import reference as R
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 from instab.cli.main import build_parser
 from PIL import Image
-from train_helpers import run_model, tiny_classifier, tiny_data
+from tests._support.training import run_model, tiny_classifier, tiny_data
 
 
 def parse(argv):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from instab.train.dataset import InputFormat, load_dataset, make_perturbation
 from PIL import Image
-from train_helpers import tiny_classifier
+from tests._support.training import tiny_classifier
 
 
 def test_perturbation_is_keyed_per_image():

@@ -11,7 +11,7 @@ from instab.train import build_training_graph, parameter_layers
 from instab.train.dataset import load_dataset, make_perturbation
 from instab.train.loop import Trainer
 from onnx import helper, numpy_helper
-from train_helpers import fd_check
+from tests._support.training import fd_check
 
 MODEL = "mobilenet_v2_1.0_224_int8_st.onnx"
 
@@ -77,7 +77,7 @@ def test_short_fine_tune_on_real_images(float_model, samples):
 def test_one_step_matches_torch(float_model, samples):
     torch = pytest.importorskip("torch")
     from instab.train.graph import find_logits
-    from train_torch_oracle import TorchGraph, stability_loss
+    from tests._support.torch_oracle import TorchGraph, stability_loss
 
     images, labels = samples[0][:2], samples[1][:2]
     noisy = make_perturbation("noise:gaussian,sigma=0.1")(images, 0, 0)
@@ -109,7 +109,7 @@ def test_embedding_layer_on_mobilenet(float_model, samples):
     assert tg.params[:2] == ["embedding/W", "embedding/b"] and len(tg.params) == 4
     assert tg.initial["embedding/W"].shape == (1280, 1280)
     tr = Trainer(tg)
-    from train_helpers import run_model
+    from tests._support.training import run_model
 
     before = run_model(tr.export(), images)
     np.testing.assert_allclose(before, run_model(float_model.proto, images), atol=1e-5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
 from onnx import helper
-from train_helpers import fd_check, make_model
+from tests._support.training import fd_check, make_model
 
 R = np.random.default_rng(1234)
 

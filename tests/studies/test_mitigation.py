@@ -431,7 +431,7 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
 
 def test_train_head_takes_draws_of_x():
     """Epoch e trains on draw e % len of x (as of x'): two equal draws are the single array; a mismatch is named."""
-    from train_helpers import tiny_classifier, tiny_data
+    from tests._support.training import tiny_classifier, tiny_data
 
     images, labels = tiny_data(12)
     shifted = np.clip(images.astype(np.int16) + 9, 0, 255).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""The test suite; ``tests.reference`` holds the plain-numpy reference of every kernel."""
