@@ -8,21 +8,21 @@ contrast, saturation, hue, gamma and Gaussian noise. Baselines in the same group
   comes from another generator, so without noise at most 1% of values may differ,
   each by at most 2 levels, and with noise the residual against the kernel's
   noise-free output must have the noise's standard deviation within 5%.
-Gaussian noise alone is compared with numpy's default generator (PCG64 normals),
-whose output must have the same residual statistics.
+Gaussian noise alone is compared with numpy's default generator (PCG64 normals):
+each side's residual (output - input, on mid-range pixels that never clip) must have
+the other side's mean within 0.003 and standard deviation within 3%; the generators
+differ, so only the statistics can agree. Every row is checked against the other
+implementation's output, computed untimed in the same test.
 Under --benchmark-disable (CI's correctness mode) the batch shrinks to 4x32x32x3.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import instab.environments.distort as D
-from instab.environments.registry import _mix
+from instab.environments.registry import mix_seed
 
 from tests import reference as R
 
@@ -32,7 +32,7 @@ except ImportError:  # OpenCV is an optional baseline
     cv2 = None
 
 SIGMA = 0.05
-# (kind, parameter) of the chain; the seed of op j is _mix(SEED, j) as in D.apply.
+# (kind, parameter) of the chain; the seed of op j is mix_seed(SEED, j) as in D.apply.
 CHAIN = [("brightness", 0.08), ("contrast", 1.2), ("saturation", 1.3), ("hue", 0.04), ("gamma", 0.9),
          ("gaussian", SIGMA)]
 SEED = 1234
@@ -45,7 +45,7 @@ def chain_ops(noise: bool = True) -> list[D.Op]:
 
 
 def reference_ops(noise: bool = True) -> list[tuple]:
-    return [(op.kind, _mix(SEED, j), [op.ranges[0][0], 0.0], [op.ranges[0][1], 0.0])
+    return [(op.kind, mix_seed(SEED, j), [op.ranges[0][0], 0.0], [op.ranges[0][1], 0.0])
             for j, op in enumerate(chain_ops(noise))]
 
 
@@ -102,7 +102,7 @@ def expected(batch):
 def test_chain(benchmark, batch, expected, impl):
     if impl == "numpy-reference":
         out = benchmark.pedantic(lambda: R.distort_chain(batch, reference_ops(), 0, "uint8")[0], rounds=1)
-        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(out, D.apply(batch, chain_ops(), SEED))
     elif impl.startswith("core"):
         threads = 1 if impl == "core-1-thread" else 2
         out = benchmark(D.apply, batch, chain_ops(), SEED, threads=threads)
@@ -134,11 +134,14 @@ def test_gaussian_noise(benchmark, batch, impl):
     sigma = 0.1
     if impl == "numpy-generator":
         out = benchmark(numpy_gaussian_noise, batch, sigma, 0)
+        other = D.gaussian_noise(batch, sigma, 0)
     else:
         out = benchmark(D.gaussian_noise, batch, sigma, 0, threads=1 if impl == "core-1-thread" else 2)
         ref = R.distort_chain(batch[:2], [("gaussian", 0, [sigma, 0], [sigma, 0])], 0, "uint8")[0]
         np.testing.assert_array_equal(out[:2], ref)
-    # Same distribution either way: mid-range pixels (no clipping) get N(0, sigma^2) noise.
+        other = numpy_gaussian_noise(batch, sigma, 0)
+    # Same distribution as the other generator: mid-range pixels (no clipping) get N(0, sigma^2) noise.
     mid = (batch > 80) & (batch < 175)
-    resid = (out.astype(np.float64) - batch)[mid] / 255
-    assert abs(resid.mean()) < 0.003 and abs(resid.std() / sigma - 1) < 0.03
+    resid, resid_other = ((o.astype(np.float64) - batch)[mid] / 255 for o in (out, other))
+    assert abs(resid.mean() - resid_other.mean()) < 0.003 and abs(resid.std() / resid_other.std() - 1) < 0.03
+    assert abs(resid.std() / sigma - 1) < 0.03

@@ -6,9 +6,10 @@
   already-preprocessed tensors, batch 32 (the ceiling: no decoding or
   preprocessing at all). Target: predict >= 85% of it.
 
-Results are checked: predict's top-1 equals ONNX Runtime's on the same tensors
-exactly, and agrees with the naive loop (the same geometry with Pillow's resize;
-batch 1 vs batch 32 may flip near-ties) on at least 97% of images. Full mode: 256 images, 3 rounds; --benchmark-disable: 8 images.
+Every row is checked against another implementation's output, computed untimed in the
+same test: predict's top-1 equals ONNX Runtime's on the same tensors exactly (both
+ways), and agrees with the naive loop (the same geometry with Pillow's resize;
+batch 1 vs batch 32 may flip near-ties) on at least 97% of images (both ways). Full mode: 256 images, 3 rounds; --benchmark-disable: 8 images.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def _ready_tensor(clf: instab.Classifier, paths: list[Path]) -> np.ndarray:
     return clf._preprocess([np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
+def _ready_top1(clf: instab.Classifier, tensor: np.ndarray) -> np.ndarray:
+    """The classifier's own ONNX Runtime session on ready tensors, batch 32: top-1 classes."""
+    spec = clf.model.spec
+    out = [
+        clf.session.run([spec.output_name], {spec.input_name: tensor[i : i + BATCH]})[0]
+        for i in range(0, len(tensor), BATCH)
+    ]
+    return np.concatenate(out).argmax(axis=1) - spec.class_offset
+
+
 def _run(benchmark, fn):
     if benchmark.disabled:
         return benchmark(fn)
@@ -80,26 +91,19 @@ def test_inference_throughput(benchmark, request, files, models_dir, name, impl)
     benchmark.group = f"inference-{name}"
     model = _model(name, models_dir)
     clf = instab.Classifier(model, batch_size=BATCH)
-    expected = clf.predict(files, k=1).classes[:, 0]
     if impl == "predict":
         got = _run(benchmark, lambda: clf.predict(files, k=1).classes[:, 0])
-        np.testing.assert_array_equal(got, expected)
-    elif impl == "naive":
+        np.testing.assert_array_equal(got, _ready_top1(clf, _ready_tensor(clf, files)))
+        # Documented tolerance 3% (see the module docstring).
+        assert (got == naive_loop(_session(model), model.spec, files)).mean() >= 0.97
+        return
+    expected = clf.predict(files, k=1).classes[:, 0]
+    if impl == "naive":
         session = _session(model)
         got = _run(benchmark, lambda: naive_loop(session, model.spec, files))
-        # Documented tolerance 3% (see the module docstring).
-        assert (got == expected).mean() >= 0.97
+        assert (got == expected).mean() >= 0.97  # documented tolerance 3%
     else:
-        session = clf.session  # the very session predict uses: the difference is the pipeline
-        spec = model.spec
+        # The very session predict uses: the difference is the pipeline.
         tensor = _ready_tensor(clf, files)
-
-        def run_ready() -> np.ndarray:
-            out = [
-                session.run([spec.output_name], {spec.input_name: tensor[i : i + BATCH]})[0]
-                for i in range(0, len(tensor), BATCH)
-            ]
-            return np.concatenate(out).argmax(axis=1) - spec.class_offset
-
-        got = _run(benchmark, run_ready)
+        got = _run(benchmark, lambda: _ready_top1(clf, tensor))
         np.testing.assert_array_equal(got, expected)

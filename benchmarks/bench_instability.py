@@ -2,7 +2,9 @@
 
 Full sizes (the issue's): ranked 1,000,000 images x 10 environments x top-5;
 scores 100,000 x 10 x 1000 classes with k=5. Under --benchmark-disable (CI's
-correctness mode) the sizes shrink so the file runs in seconds.
+correctness mode) the sizes shrink so the file runs in seconds. Each row's correct
+matrix and unstable count must equal the other implementation's, computed untimed in
+the same test (numpy vs the kernel, exactly).
 """
 
 from __future__ import annotations
@@ -58,27 +60,32 @@ def _scores(n: int, e: int, c: int, seed: int = 0):
 @pytest.fixture(scope="module")
 def ranked_data(request):
     full = not request.config.getoption("benchmark_disable")
-    pred, labels = _ranked(1_000_000 if full else 20_000, 10, 5)
-    return pred, labels, numpy_instability_counts(pred, labels, k=5)
+    return _ranked(1_000_000 if full else 20_000, 10, 5)
 
 
 @pytest.fixture(scope="module")
 def scores_data(request):
     full = not request.config.getoption("benchmark_disable")
-    scores, labels = _scores(100_000 if full else 500, 10, 1000)
-    return scores, labels, numpy_instability_counts(scores, labels, k=5)
+    return _scores(100_000 if full else 500, 10, 1000)
+
+
+def _kernel(pred: np.ndarray, labels: np.ndarray, threads: int = 1) -> tuple[np.ndarray, int]:
+    r = instab.instability(pred, labels, k=5, threads=threads)
+    return r.correct, r.n_unstable
 
 
 @pytest.mark.benchmark(group="instability-ranked-1Mx10xtop5")
 @pytest.mark.parametrize("impl", ["numpy", "core-1-thread", "core-2-threads"])
 def test_ranked(benchmark, ranked_data, impl):
-    pred, labels, (ref_correct, ref_unstable) = ranked_data
+    pred, labels = ranked_data
     if impl == "numpy":
         correct, n_unstable = benchmark(numpy_instability_counts, pred, labels, 5)
+        ref_correct, ref_unstable = _kernel(pred, labels)
     else:
         threads = 1 if impl == "core-1-thread" else 2
         r = benchmark(instab.instability, pred, labels, k=5, threads=threads)
         correct, n_unstable = r.correct, r.n_unstable
+        ref_correct, ref_unstable = numpy_instability_counts(pred, labels, 5)
     np.testing.assert_array_equal(correct, ref_correct)
     assert n_unstable == ref_unstable
 
@@ -86,12 +93,14 @@ def test_ranked(benchmark, ranked_data, impl):
 @pytest.mark.benchmark(group="instability-scores-100kx10x1000-k5")
 @pytest.mark.parametrize("impl", ["numpy", "core-1-thread", "core-2-threads"])
 def test_scores(benchmark, scores_data, impl):
-    scores, labels, (ref_correct, ref_unstable) = scores_data
+    scores, labels = scores_data
     if impl == "numpy":
         correct, n_unstable = benchmark.pedantic(numpy_instability_counts, (scores, labels, 5), rounds=1)
+        ref_correct, ref_unstable = _kernel(scores, labels)
     else:
         threads = 1 if impl == "core-1-thread" else 2
         r = benchmark.pedantic(instab.instability, (scores, labels), {"k": 5, "threads": threads}, rounds=3)
         correct, n_unstable = r.correct, r.n_unstable
+        ref_correct, ref_unstable = numpy_instability_counts(scores, labels, 5)
     np.testing.assert_array_equal(correct, ref_correct)
     assert n_unstable == ref_unstable

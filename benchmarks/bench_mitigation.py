@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from instab.studies.mitigation.noise import GaussianNoise, make_scheme
 from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner, split_model
-from instab.studies.noise import GaussianNoise, make_scheme
+
 
 def numpy_gaussian(sigma):
     """The numpy baseline: per-image generator, float32 normal draws, rounded and clipped to uint8."""

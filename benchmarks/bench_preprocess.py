@@ -2,8 +2,9 @@
 
 All timed in one group on the same decoded shared JPEGs: 224x224, crop 0.875, NCHW float32 with
 ImageNet mean/std. The Pillow baseline starts from decoded PIL images, instab from the same pixels
-as numpy arrays (what each library takes). Every result is checked: Pillow and the numpy reference
-must be identical to instab; OpenCV uses other filters, so it is held to a documented tolerance.
+as numpy arrays (what each library takes). Every row is checked against another implementation's
+output, computed untimed: Pillow and the numpy reference must be identical to instab, instab
+identical to Pillow; OpenCV uses other filters, so it is held to a documented tolerance.
 
     pytest benchmarks/bench_preprocess.py                       # full: 128 images
     pytest benchmarks/bench_preprocess.py --benchmark-disable   # correctness only: 6 images
@@ -11,16 +12,13 @@ must be identical to instab; OpenCV uses other filters, so it is held to a docum
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import instab
 
-from tests.reference import preprocess_ref  # noqa: E402
+from tests.reference import preprocess_ref
 
 SIZE, CROP = 224, 0.875
 MEAN = np.array([0.485, 0.456, 0.406])
@@ -30,8 +28,10 @@ OFFSET = tuple(-MEAN / STD)
 SCALE32 = np.asarray(SCALE, np.float32)
 OFFSET32 = np.asarray(OFFSET, np.float32)
 GROUP = "preprocess-224-nchw-float32"
-# OpenCV's filters differ from Pillow's; mean |difference| in 0..255 levels allowed (measured ~1.1 / ~2.1).
-CV2_TOLERANCE = {"INTER_AREA": 1.5, "INTER_LINEAR": 3.0}
+# OpenCV's filters differ from Pillow's: (mean, max) |difference| in 0..255 levels allowed. Measured on the
+# 128 images of the full run: mean 1.10 / 2.22, max 145 / 134 (a sharp edge one filter smooths); on CI's 6:
+# mean 0.82 / 2.06, max 23 / 70. docs/preprocessing.md quotes the first 64 (tools/check_docs.py reruns them).
+CV2_TOLERANCE = {"INTER_AREA": (1.5, 160), "INTER_LINEAR": (3.0, 160)}
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +85,11 @@ def test_pillow_numpy(benchmark, data):
 @pytest.mark.benchmark(group=GROUP)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_instab(benchmark, data, threads):
-    _, arrays, expected = data
+    pil, arrays, _ = data
     got = benchmark(
         instab.preprocess, arrays, SIZE, crop=CROP, layout="nchw", scale=SCALE, offset=OFFSET, threads=threads
     )
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, pillow_numpy(pil))
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -110,4 +110,6 @@ def test_cv2_numpy(benchmark, data, interpolation):
     _, arrays, expected = data
     got = benchmark(cv2_numpy, arrays, getattr(cv2, interpolation))
     levels = np.abs(got - expected) * (255 * STD.astype(np.float32))[None, :, None, None]
-    assert levels.mean() <= CV2_TOLERANCE[interpolation], f"mean |diff| {levels.mean():.2f} levels"
+    mean, worst = CV2_TOLERANCE[interpolation]
+    assert levels.mean() <= mean, f"mean |diff| {levels.mean():.2f} levels"
+    assert levels.max() <= worst + 1e-3, f"max |diff| {levels.max():.1f} levels"

@@ -2,25 +2,31 @@
 
 Full size (benchmarking enabled): the dequantized ST MobileNetV2, batch 16 (32 images
 through the network: x and x'), every parameter trained. Correctness mode
-(--benchmark-disable): a small MobileNetV2-like graph, batch 4. Before timing,
-both engines take one step from the same weights and must agree (loss and updated
-weights); without torch the loss is checked against a numpy computation from
-the inference model's logits.
+(--benchmark-disable): a small MobileNetV2-like graph, batch 4. Every row is checked
+against another implementation, computed untimed in the same test:
+
+- instab's step: its loss equals a numpy computation from the inference model's logits
+  (rel. 1e-4, float32 logits), and its gradient, projected on a random direction, equals
+  the central difference of that numpy loss (rel. 3e-2: ReLU/Clip kinks near the
+  evaluation point bias a finite difference, as in tests/train/test_graph.py);
+- ``numpy-finite-difference`` (the baseline that exists without torch): two forward
+  passes and the numpy loss give the same directional derivative, checked against
+  instab's gradient with the same tolerance;
+- PyTorch eager (where installed): one step from the same weights agrees with instab's
+  (loss and every updated weight).
 """
 
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
-
-from instab.train import Optimizer, build_training_graph
+from instab.train import Optimizer, TrainingGraph, build_training_graph
 from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
@@ -28,6 +34,7 @@ from tests._support.training import tiny_classifier, tiny_data
 
 ALPHA, LR = 0.1, 1e-4
 OPT = Optimizer("sgd", momentum=0.9)
+FD_EPS, FD_TOL = 1e-3, 3e-2
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +75,69 @@ def _numpy_loss(model: onnx.ModelProto, x, xn, labels) -> float:
     return float(ce + ALPHA * kl)
 
 
+def direction(tg: TrainingGraph, seed: int = 0) -> dict[str, np.ndarray]:
+    """A random direction in parameter space, each tensor scaled by its RMS (every layer moves alike)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for p in tg.params:
+        v = tg.initial[p].astype(np.float64)
+        out[p] = rng.standard_normal(v.shape) * (np.sqrt(np.mean(v * v)) or 1.0)
+    return out
+
+
+def numpy_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x, xn, labels) -> float:
+    """Central difference of the numpy loss along ``v`` (two forward passes of the inference model)."""
+
+    def loss_at(d: float) -> float:
+        m = copy.deepcopy(tg.inference)
+        for init in m.graph.initializer:
+            if init.name in v:
+                moved = (tg.initial[init.name] + d * v[init.name]).astype(np.float32)
+                init.CopyFrom(numpy_helper.from_array(moved, init.name))
+        return _numpy_loss(m, x, xn, labels)
+
+    return (loss_at(FD_EPS) - loss_at(-FD_EPS)) / (2 * FD_EPS)
+
+
+def instab_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x, xn, labels) -> float:
+    """Gradient of instab's step projected on ``v``: from zero velocity, a step of lr 1 is p - grad."""
+    tr = Trainer(tg)
+    tr.step(x, xn, labels, 1.0)
+    new = tr.parameters()
+    return float(sum(np.sum((tg.initial[p].astype(np.float64) - new[p]) * v[p]) for p in tg.params))
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= FD_TOL * max(abs(a), abs(b), 1e-3)
+
+
 def test_train_step_onnxruntime(benchmark, case):
     model, x, xn, labels = case
-    tr = Trainer(build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT))
+    tg = build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT)
+    tr = Trainer(tg)
     first = tr.step(x, xn, labels, LR)
     assert first.loss == pytest.approx(_numpy_loss(model, x, xn, labels), rel=1e-4)
+    v = direction(tg)
+    ours, fd = instab_directional_derivative(tg, v, x, xn, labels), numpy_directional_derivative(tg, v, x, xn, labels)
+    assert _close(ours, fd), (ours, fd)
     benchmark.group = "train-step"
     if benchmark.disabled:
         benchmark(tr.step, x, xn, labels, LR)
     else:
         benchmark.pedantic(tr.step, args=(x, xn, labels, LR), rounds=3, iterations=1, warmup_rounds=1)
+
+
+def test_train_step_numpy_finite_difference(benchmark, case):
+    model, x, xn, labels = case
+    tg = build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT)
+    v = direction(tg)
+    benchmark.group = "train-step"
+    if benchmark.disabled:
+        fd = benchmark(numpy_directional_derivative, tg, v, x, xn, labels)
+    else:
+        fd = benchmark.pedantic(numpy_directional_derivative, args=(tg, v, x, xn, labels), rounds=3, iterations=1)
+    ours = instab_directional_derivative(tg, v, x, xn, labels)
+    assert _close(fd, ours), (fd, ours)
 
 
 def test_train_step_torch(benchmark, case):

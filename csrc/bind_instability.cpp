@@ -1,18 +1,37 @@
-// Bindings for the instability and top-k kernels.
+// Bindings for the instability kernel.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "bind_util.hpp"
 #include "instability.hpp"
-#include "topk.hpp"
 
 namespace py = pybind11;
 using namespace instab::bind;
 
 namespace {
+
+// Labels are class indices in [0, n_classes) or -1 (padding); n_classes < 0
+// leaves the upper end open (ranked input without a class count).
+void check_labels(const py::array& labels, int64_t n_classes) {
+    const auto* lab = static_cast<const int32_t*>(labels.data());
+    const int64_t rows = labels.shape(0), width = labels.shape(1);
+    const int64_t upper = n_classes >= 0 ? n_classes : INT64_MAX;
+    for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t l = 0; l < width; ++l) {
+            const int64_t v = lab[i * width + l];
+            if (v >= -1 && v < upper) continue;
+            throw py::value_error("labels: class index " + std::to_string(v) + " for image " + std::to_string(i) +
+                                  " is out of range (expected -1 for padding or 0.." +
+                                  (n_classes >= 0 ? std::to_string(n_classes - 1) : std::string("n_classes-1")) +
+                                  ")");
+        }
+    }
+}
 
 py::dict run_instability(const py::array& predictions, const py::array& labels, int64_t k,
                          int64_t n_classes, int threads) {
@@ -35,6 +54,12 @@ py::dict run_instability(const py::array& predictions, const py::array& labels, 
         throw py::type_error("predictions: expected int32/int64 class indices or float32/float64 scores, got " +
                              dtype_str(predictions));
     }
+    if (is_scores && n_classes >= 0 && n_classes != m) {
+        throw py::value_error("n_classes: the scores have " + std::to_string(m) +
+                              " classes (their last axis), got " + std::to_string(n_classes));
+    }
+    // The scores kernel reads row[label]: every label must index a column.
+    check_labels(labels, is_scores ? m : n_classes);
     py::array_t<uint8_t> correct({n, e}), observed({n, e}), unstable({n}), counted({n});
     // Confidence exists only for scores; do not pay for a [n, e] float array otherwise.
     py::array_t<float> confidence(is_scores ? std::vector<py::ssize_t>{n, e} : std::vector<py::ssize_t>{0});
@@ -75,39 +100,10 @@ py::dict run_instability(const py::array& predictions, const py::array& labels, 
     return d;
 }
 
-template <class T>
-py::tuple run_topk_typed(const py::array& scores, int64_t k, int threads) {
-    const int64_t rows = scores.shape(0), c = scores.shape(1);
-    py::array_t<int64_t> idx({rows, k});
-    py::array_t<T> val({rows, k});
-    int64_t* pi = idx.mutable_data();
-    T* pv = val.mutable_data();
-    const T* ps = static_cast<const T*>(scores.data());
-    {
-        py::gil_scoped_release release;
-        instab::kernels::topk(ps, rows, c, k, pi, pv, threads);
-    }
-    return py::make_tuple(idx, val);
-}
-
-py::tuple run_topk(const py::array& scores, int64_t k, int threads) {
-    require_ndim(scores, "scores", 2);
-    require_c_contiguous(scores, "scores");
-    if (k < 1 || k > scores.shape(1)) {
-        throw py::value_error("k: must be in 1.." + std::to_string(scores.shape(1)) + ", got " +
-                              std::to_string(k));
-    }
-    if (is_dtype<float>(scores)) return run_topk_typed<float>(scores, k, threads);
-    if (is_dtype<double>(scores)) return run_topk_typed<double>(scores, k, threads);
-    throw py::type_error("scores: expected float32 or float64, got " + dtype_str(scores));
-}
-
 }  // namespace
 
 void register_instability(py::module_& m) {
     m.def("instability", &run_instability, py::arg("predictions"), py::arg("labels"), py::arg("k"),
           py::arg("n_classes"), py::arg("threads"),
           "Per-observation correctness and per-image instability in one pass (see instab.metrics).");
-    m.def("topk", &run_topk, py::arg("scores"), py::arg("k"), py::arg("threads") = 0,
-          "Top-k class indices and scores per row of a [rows, classes] array, best first.");
 }

@@ -54,8 +54,8 @@ py::array run_preprocess(const py::sequence& images, int64_t out_h, int64_t out_
     if (dtype != "float32" && dtype != "uint8") {
         throw py::value_error("dtype: expected 'float32' or 'uint8', got '" + dtype + "'");
     }
-    if (out_h < 1 || out_w < 1) {
-        throw py::value_error("size: must be at least 1x1, got " + std::to_string(out_h) + "x" +
+    if (out_h < 1 || out_w < 1 || out_h > 2147483647 || out_w > 2147483647) {
+        throw py::value_error("size: must be in 1x1..(2^31-1)x(2^31-1), got " + std::to_string(out_h) + "x" +
                               std::to_string(out_w));
     }
     if (short_side < 1 || short_side > 2147483647) {
@@ -110,6 +110,7 @@ py::array run_preprocess(const py::sequence& images, int64_t out_h, int64_t out_
 py::tuple run_plan(int64_t height, int64_t width, int64_t short_side, int64_t out_h, int64_t out_w) {
     if (height < 1 || width < 1) throw py::value_error("height/width: must be >= 1");
     if (short_side < 1 || short_side > 2147483647) throw py::value_error("short_side: must be in 1..2^31-1");
+    if (out_h < 1 || out_w < 1) throw py::value_error("out_h/out_w: must be >= 1");
     auto p = instab::kernels::plan_resize(height, width, short_side, out_h, out_w);
     return py::make_tuple(p.resized_h, p.resized_w, p.top, p.left);
 }

@@ -475,7 +475,8 @@ void unprocess(const uint8_t* images, int64_t n, int64_t h, int64_t w, const Unp
                     const double mask = t * t;
                     gain = std::max(mask + (1.0 - mask) * gain, gain);
                 }
-                double v = std::min(std::max(cam[c] * gain, 0.0), 1.0);
+                // max(0, NaN) is 0: a NaN (inf - inf from a huge rgb_to_cam) must not reach the uint16 cast.
+                double v = std::min(std::max(0.0, cam[c] * gain), 1.0);
                 if (noisy) {
                     // Pixel q (row-major in its image) takes normal q % 2 of Philox block q / 2.
                     const uint64_t q = static_cast<uint64_t>(y * w + x);

@@ -4,6 +4,7 @@
 namespace py = pybind11;
 
 void register_instability(py::module_& m);
+void register_topk(py::module_& m);
 void register_distort(py::module_& m);
 void register_isp(py::module_& m);
 void register_preprocess(py::module_& m);
@@ -11,6 +12,7 @@ void register_preprocess(py::module_& m);
 PYBIND11_MODULE(_core, m) {
     m.doc() = "instab's C++ kernels; use the public instab modules instead of importing this directly.";
     register_instability(m);
+    register_topk(m);
     register_distort(m);
     register_isp(m);
     register_preprocess(m);

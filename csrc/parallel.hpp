@@ -1,11 +1,17 @@
 // A minimal fork-join parallel loop over a batch axis.
 //
-// Work is split into contiguous, equally sized chunks; every item is computed by
-// exactly one thread and items never share state, so results are identical for
-// any thread count. Exceptions thrown by a worker are re-thrown in the caller.
+// Work is split into contiguous, equally sized chunks; every chunk is computed by
+// exactly one thread and chunks never share state, so results are identical for
+// any thread count. Workers take chunks from a shared counter, so when the
+// system refuses to create more threads (thread limits, address-space limits)
+// the threads already running, and the calling thread, take the remaining
+// chunks: the result is the same, only slower. Exceptions never escape a
+// worker: the one from the lowest-numbered failing chunk is re-thrown in the
+// caller after every thread has been joined.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -27,7 +33,7 @@ inline int chunk_count(int64_t n, int threads) {
 }
 
 // Calls fn(chunk, begin, end) on chunk_count(n, threads) disjoint contiguous
-// ranges covering [0, n), one thread per chunk.
+// ranges covering [0, n), with up to one thread per chunk.
 template <class Fn>
 void parallel_chunks(int64_t n, int threads, Fn&& fn) {
     if (n <= 0) return;
@@ -36,29 +42,39 @@ void parallel_chunks(int64_t n, int threads, Fn&& fn) {
         fn(0, int64_t{0}, n);
         return;
     }
+    const int64_t chunk = n / t, extra = n % t;
+    std::atomic<int> next{0};
+    // Chunks after a failed one are skipped; earlier ones still run, so the error
+    // reported is that of the lowest failing chunk (the first failing item),
+    // whatever the thread count or timing.
+    std::atomic<int> failed_chunk{t};
     std::exception_ptr error;
     std::mutex error_mutex;
-    std::vector<std::thread> pool;
-    pool.reserve(static_cast<size_t>(t - 1));
-    auto run = [&](int c, int64_t b, int64_t e) {
-        try {
-            fn(c, b, e);
-        } catch (...) {
-            std::lock_guard<std::mutex> lock(error_mutex);
-            if (!error) error = std::current_exception();
+    auto work = [&]() noexcept {
+        for (int c = next.fetch_add(1); c < t; c = next.fetch_add(1)) {
+            if (c > failed_chunk.load(std::memory_order_relaxed)) continue;
+            const int64_t begin = c * chunk + std::min<int64_t>(c, extra);
+            const int64_t end = begin + chunk + (c < extra ? 1 : 0);
+            try {
+                fn(c, begin, end);
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (c < failed_chunk.load(std::memory_order_relaxed)) {
+                    error = std::current_exception();
+                    failed_chunk.store(c, std::memory_order_relaxed);
+                }
+            }
         }
     };
-    const int64_t chunk = n / t, extra = n % t;
-    int64_t begin = 0;
-    for (int i = 0; i < t; ++i) {
-        int64_t end = begin + chunk + (i < extra ? 1 : 0);
-        if (i == t - 1) {
-            run(i, begin, end);  // the calling thread takes the last chunk
-        } else {
-            pool.emplace_back(run, i, begin, end);
-        }
-        begin = end;
+    std::vector<std::thread> pool;
+    try {
+        pool.reserve(static_cast<size_t>(t - 1));
+        for (int i = 0; i + 1 < t; ++i) pool.emplace_back(work);
+    } catch (...) {
+        // No more threads (std::system_error) or no memory for the pool: the
+        // workers already started and this thread share the remaining chunks.
     }
+    work();  // the calling thread works too
     for (auto& th : pool) th.join();
     if (error) std::rethrow_exception(error);
 }

@@ -434,8 +434,13 @@ ResizePlan plan_resize(int64_t height, int64_t width, int64_t short_side, int64_
     ResizePlan p;
     // torchvision's rule: new_long = int(new_short * long / short), in double.
     const int64_t shorter = std::min(height, width), longer = std::max(height, width);
-    if (short_side < 1 || short_side > kMaxSide || height < 1 || width < 1) {
-        throw std::invalid_argument("plan_resize: sizes must be in 1..2^31-1");
+    // Every size in 1..2^31-1 also keeps the products and differences below in int64.
+    for (const int64_t v : {short_side, height, width, out_h, out_w}) {
+        if (v < 1 || v > kMaxSide) {
+            throw std::invalid_argument("plan_resize: sizes must be in 1..2^31-1, got " + std::to_string(height) + "x" +
+                                        std::to_string(width) + " -> short side " + std::to_string(short_side) +
+                                        ", crop " + std::to_string(out_h) + "x" + std::to_string(out_w));
+        }
     }
     const double longd = static_cast<double>(short_side * longer) / static_cast<double>(shorter);
     if (!(longd < 2147483647.0)) {

@@ -304,42 +304,22 @@ def distort_chain(images: np.ndarray, ops, first_index: int = 0, out_dtype: str 
         else:
             out[i] = res
     return out, params
+
+
+# ---------------------------------------------------------------------------
 # isp: unprocess / develop (csrc/isp.cpp), written from the definitions.
 # The develop reference repeats the kernel's float32 operations in the same order,
 # so that edge-directed decisions (Hamilton-Adams) agree exactly; the transfer
 # function and tone curve are evaluated exactly (the kernel uses tables).
-
-_M32 = np.uint64(0xFFFFFFFF)
-
-
-def isp_philox4x32(seed: int, stream: int, counter: np.ndarray) -> list[np.ndarray]:
-    """Philox4x32-10 (Salmon et al. 2011) on uint64 arrays holding 32-bit words."""
-    counter = np.asarray(counter, dtype=np.uint64)
-    c0, c1 = counter & _M32, counter >> np.uint64(32)
-    c2 = np.full_like(counter, stream & 0xFFFFFFFF)
-    c3 = np.full_like(counter, stream >> 32)
-    k0, k1 = np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32)
-    for _ in range(10):
-        p0 = np.uint64(0xD2511F53) * c0
-        p1 = np.uint64(0xCD9E8D57) * c2
-        hi0, lo0 = p0 >> np.uint64(32), p0 & _M32
-        hi1, lo1 = p1 >> np.uint64(32), p1 & _M32
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0 = (k0 + np.uint64(0x9E3779B9)) & _M32
-        k1 = (k1 + np.uint64(0xBB67AE85)) & _M32
-    return [c0, c1, c2, c3]
+# Sensor noise draws from the same Philox4x32 generator as the distortions.
+# ---------------------------------------------------------------------------
 
 
 def isp_normal2(seed: int, stream: int, counter: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two standard normals per counter (Box-Muller on two 53-bit uniforms in (0, 1))."""
-    v = isp_philox4x32(seed, stream, counter)
-    mask = np.uint64((1 << 53) - 1)
-
-    def unit(hi, lo):
-        bits = ((hi << np.uint64(21)) ^ (lo >> np.uint64(11))) & mask
-        return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
-
-    u1, u2 = unit(v[0], v[1]), unit(v[2], v[3])
+    counter = np.asarray(counter, dtype=np.uint64)
+    u = philox_uniform2(seed, np.full_like(counter, stream), counter)
+    u1, u2 = u[..., 0], u[..., 1]
     r = np.sqrt(-2.0 * np.log(u1))
     theta = 6.283185307179586476925 * u2
     return r * np.cos(theta), r * np.sin(theta)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from instab import Classifier, models
 from instab.environments import devices
 from instab._shared.decode import decode
 from instab.cli.main import main
@@ -99,10 +100,21 @@ def test_characterize_devices(samples_dir, models_dir, tmp_path, capsys):
     rc = main(["characterize", "--experiment", "devices", "--images", str(samples_dir), "--labels",
                str(samples_dir / "labels.csv"), "--model", model, "--limit", "8", "--out", str(tmp_path)])
     assert rc == 0
-    data = json.loads((tmp_path / "devices.json").read_text())
-    assert [r["environment"] for r in data[0]["rows"]] == [f"device:{n}" for n in devices.builtin_names()]
-    for key in ("instability", "instability_top3", "instability_top5"):
-        assert 0.0 <= data[0][key] <= 1.0
+    data = json.loads((tmp_path / "devices.json").read_text())["tables"]
+    envs = [f"device:{n}" for n in devices.builtin_names()]
+    assert [r["environment"] for r in data[0]["rows"]] == envs
+    # The same rates from the pieces: decode, each device (seed 0), the classifier, counted here.
+    rows = list(csv.DictReader((samples_dir / "labels.csv").open()))[:8]
+    labels = np.array([int(r["class_index"]) for r in rows])
+    images = [decode(str(samples_dir / r["file"])) for r in rows]
+    clf = Classifier(models.load(model))
+    ranked = np.stack([clf.predict(parse(e).apply(images, seed=0).images, k=5).classes for e in envs], axis=1)
+    for k, key in ((1, "instability"), (3, "instability_top3"), (5, "instability_top5")):
+        right = (ranked[:, :, :k] == labels[:, None, None]).any(axis=2)
+        unstable = right.any(axis=1) & ~right.all(axis=1)
+        assert data[0][key] == pytest.approx(unstable.mean()), key
+    assert [r["accuracy"] for r in data[0]["rows"]] == pytest.approx(
+        (ranked[:, :, 0] == labels[:, None]).mean(axis=0).tolist())
     # the top-k experiment reports the same environments with the three k side by side
     assert main(["characterize", "--experiment", "top-k", "--images", str(samples_dir), "--labels",
                  str(samples_dir / "labels.csv"), "--model", model, "--limit", "4", "--out", str(tmp_path)]) == 0

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import instab.environments.distort as D
 from instab._native import core
-from instab.environments.registry import _mix
+from instab.environments.registry import mix_seed
 
 from tests import reference as R
 
@@ -218,7 +218,7 @@ def test_chain_function_and_ops_text():
     assert str(env) == "hue:delta=-0.05..0.05+gamma:g=0.8+noise:gaussian,sigma=0.02"
     x = np.random.default_rng(3).integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
     out = env(x, seed=5)
-    seeded = [(op, _mix(5, j)) for j, op in enumerate(env.ops)]
+    seeded = [(op, mix_seed(5, j)) for j, op in enumerate(env.ops)]
     np.testing.assert_array_equal(out, D.apply_seeded(x, seeded)[0])
     np.testing.assert_array_equal(out, D.apply(x, env.ops, seed=5))
 

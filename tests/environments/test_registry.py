@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
 import instab.environments.codecs as C
 import instab.environments.distort as D
-from instab.environments.registry import Chain, EnvOutput, _mix, parse
+from instab.environments.registry import Chain, EnvOutput, mix_seed, parse
 
 CANONICAL = [
     "jpeg", "jpeg:q=85", "jpeg:q=50,subsampling=420", "jpeg:q=50..95", "png", "png:level=9", "webp", "webp:q=80",
@@ -93,7 +98,7 @@ def test_distortion_chain_is_fused_with_step_seeds():
     env = parse("hue:delta=-0.2..0.2+noise:gaussian,sigma=0.05+contrast:factor=0.5..1.5")
     assert isinstance(env, Chain)
     out = env.apply(x, seed=11, threads=2)
-    ops = [(p.ops[0], _mix(11, k)) for k, p in enumerate(env.parts)]
+    ops = [(p.ops[0], mix_seed(11, k)) for k, p in enumerate(env.parts)]
     np.testing.assert_array_equal(out.images, D.apply_seeded(x, ops)[0])
     assert out.sizes is None and out.errors == [None] * 4
 
@@ -102,9 +107,9 @@ def test_chain_with_codec_between_distortions():
     x = images()
     env = parse("brightness:delta=0.1+jpeg:q=60+noise:gaussian,sigma=0.03")
     out = env.apply(x, seed=2)
-    step0 = parse("brightness:delta=0.1").apply(x, seed=_mix(2, 0))
-    step1 = parse("jpeg:q=60").apply(step0.images, seed=_mix(2, 1))
-    step2 = parse("noise:gaussian,sigma=0.03").apply(step1.images, seed=_mix(2, 2))
+    step0 = parse("brightness:delta=0.1").apply(x, seed=mix_seed(2, 0))
+    step1 = parse("jpeg:q=60").apply(step0.images, seed=mix_seed(2, 1))
+    step2 = parse("noise:gaussian,sigma=0.03").apply(step1.images, seed=mix_seed(2, 2))
     np.testing.assert_array_equal(out.images, step2.images)
     np.testing.assert_array_equal(out.sizes, step1.sizes)
 
@@ -137,7 +142,7 @@ def test_phone_is_distortions_then_random_jpeg():
     out = env.apply(x, seed=9)
     assert isinstance(out, EnvOutput) and out.errors == [None] * 5
     distorted = D.apply(x, env.ops, seed=9)
-    qualities = C.draw_qualities((50, 95), 5, seed=_mix(9, 4), first_index=0)
+    qualities = C.draw_qualities((50, 95), 5, seed=mix_seed(9, 4), first_index=0)
     for i, q in enumerate(qualities):
         ref = C.roundtrip(distorted[i : i + 1], "jpeg", quality=q)
         np.testing.assert_array_equal(out.images[i], ref.images[0])
@@ -168,3 +173,20 @@ def test_list_input_of_different_sizes():
         assert isinstance(out.images, list) and out.errors == [None] * 3
         for a, b in zip(items, out.images):
             assert a.shape == b.shape
+
+
+def test_parsing_loads_no_heavy_dependency():
+    """``import instab.environments`` and parsing a codec stay light (fresh interpreter: this one imported all)."""
+    code = textwrap.dedent(
+        """
+        import json, sys
+        heavy = ("onnxruntime", "onnx", "matplotlib", "rawpy", "pillow_heif")
+        import instab.environments
+        first = sorted(m for m in heavy + ("PIL",) if m in sys.modules)
+        instab.environments.parse("jpeg:q=50")
+        print(json.dumps([first, sorted(m for m in heavy if m in sys.modules)]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [[], []]

@@ -9,20 +9,19 @@ import shutil
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from instab.cli.mitigation import add_mitigation_arguments, config_from_args, run_mitigation_cli
 from instab.environments.registry import parse
-from instab.train import Trainer, build_training_graph
-from instab.train.head import FeatureRunner, join, split_model, train_head
 from instab.studies.mitigation import (
+    MitigationConfig,
     OverlapError,
-    add_mitigation_arguments,
     check_disjoint,
-    load_labeled,
     measure,
     run_mitigation,
-    run_mitigation_cli,
     split_labels,
 )
-from instab.studies.noise import (
+from instab.studies.mitigation.noise import (
     DevicePairs,
     DistortionNoise,
     GaussianNoise,
@@ -32,7 +31,10 @@ from instab.studies.noise import (
     draw_seed,
     make_scheme,
 )
-from onnx import TensorProto, helper, numpy_helper
+from instab.studies.result import StudyResult
+from instab.train import Trainer, build_training_graph
+from instab.train.dataset import load_labeled
+from instab.train.head import FeatureRunner, join, split_model, train_head
 
 STANDIN_DEVICES = ["jpeg:q=90", "webp:q=40", "contrast:factor=1.3+jpeg:q=50"]
 
@@ -152,6 +154,59 @@ def test_make_scheme_parses_and_rejects():
         make_scheme("gaussian:sigma=-1")
     with pytest.raises(ValueError, match="n must be"):
         make_scheme("subsample:n=x", second=second, labels=labels)
+    with pytest.raises(ValueError, match="unknown option"):
+        make_scheme("gaussian:0.05")
+    assert make_scheme("env:distort:phone,strength=0.5").describe() == "env:distort:phone,strength=0.5"
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def test_options_come_from_the_config_fields():
+    """Every option's default is the config's; values parse into the config's types."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_mitigation_arguments(parser)
+    assert config_from_args(parser.parse_args([])) == MitigationConfig()
+    args = parser.parse_args(["--schemes", "gaussian;env:jpeg:q=50,chroma=420", "--losses", "kl", "--alphas-kl", "1,2",
+                              "--sigmas", "0.1", "--no-raw", "--no-label-free", "--int8", "none", "--top-k", "5",
+                              "--threads", "1", "--optimizer", "sgd"])
+    cfg = config_from_args(args)
+    assert cfg.schemes == ("gaussian", "env:jpeg:q=50,chroma=420") and cfg.losses == ("kl",)
+    assert cfg.alphas == {"kl": (1.0, 2.0), "embedding": MitigationConfig().alphas["embedding"]}
+    assert (cfg.sigmas, cfg.raw, cfg.label_free, cfg.int8, cfg.top_k, cfg.threads, cfg.optimizer) == (
+        (0.1,), False, False, "none", 5, 1, "sgd")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--sigmas", "a,b"])
+
+
+def test_module_entry_point_reports_missing_options(capsys):
+    from instab.studies.mitigation.__main__ import main
+
+    assert main([]) == 2
+    assert "missing --images" in capsys.readouterr().err
+
+
+def test_quantization_warnings_are_silenced_only_inside_the_block():
+    """The filter drops only onnxruntime.quantization's records below ERROR, and leaves the root logger as it was."""
+    import logging
+
+    from instab.studies.mitigation.int8 import quiet_onnxruntime_quantization
+
+    root = logging.getLogger()
+    level, filters = root.level, list(root.filters)
+
+    def record(path, level=logging.WARNING):
+        return logging.LogRecord("root", level, path, 1, "msg", None, None)
+
+    ort_file = "/x/site-packages/onnxruntime/quantization/quantize.py"
+    with quiet_onnxruntime_quantization():
+        assert not root.filter(record(ort_file))
+        assert root.filter(record(ort_file, logging.ERROR))
+        assert root.filter(record("/x/site-packages/other/module.py"))
+    assert root.level == level and root.filters == filters
+    assert root.filter(record(ort_file))
 
 
 # ---------------------------------------------------------------------------------------------- head split
@@ -328,13 +383,12 @@ def test_characterize_mitigation_refuses_overlap(split_csvs, samples_dir, tmp_pa
 
 
 def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, models_dir):
-    from instab.studies.mitigation import MitigationConfig
-
     tr, ev = split_csvs
     cfg = MitigationConfig(epochs=1, batch_size=8, schemes=("gaussian", "two-images"), alphas={"kl": (1.0, 3.0),
                            "embedding": (0.01,)}, sigmas=(0.05,), int8="none", draws=1)
     res = run_mitigation(samples_dir, tr, samples_dir, ev, model=str(models_dir / "mobilenet_v2_1.0_224_int8_st.onnx"),
                          out=tmp_path, devices=STANDIN_DEVICES, config=cfg, log=None)
+    assert isinstance(res, StudyResult) and res.to_text().splitlines()[1].startswith("baseline")
     doc = json.loads((tmp_path / "mitigation.json").read_text())
     rows = doc["rows"]
     assert [r["method"] for r in rows].count("baseline") == 1
@@ -357,8 +411,6 @@ def test_run_mitigation_writes_the_table(split_csvs, samples_dir, tmp_path, mode
 
 
 def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
-    from instab.studies.mitigation import MitigationConfig
-
     tr, ev = split_csvs
     cfg = MitigationConfig(epochs=1, batch_size=8, losses=("kl",), schemes=("two-images",), alphas={"kl": (1.0,)},
                            int8="none", label_free=False, val_fraction=0.0)
@@ -398,7 +450,7 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
     One photo per class makes subsample identical to two-images: its row is the two-images result, marked so.
     """
     from instab import models as M
-    from instab.studies.mitigation import MitigationConfig, _measure_model, _Study, _Views
+    from instab.studies.mitigation import FineTuner, Views
 
     tr, ev = split_csvs
     cfg = MitigationConfig(trainable="all", epochs=1, batch_size=8, losses=("kl",),
@@ -422,10 +474,9 @@ def test_whole_network_training_and_subsample_reuse(split_csvs, samples_dir, tmp
     assert not np.array_equal(w0, w1)
     # and it gives the row's numbers on the evaluation views
     evals = load_labeled(samples_dir, ev, 224, 0.875, 8)
-    views = _Views(STANDIN_DEVICES, [np.asarray(parse(e).apply(evals.images, seed=0).images) for e in STANDIN_DEVICES],
-                   [np.ones(8, bool)] * 3)
-    study = _Study(start, cfg, 0, lambda _m: None)
-    m = _measure_model(saved, views, evals.labels, study)
+    views = Views(STANDIN_DEVICES, [np.asarray(parse(e).apply(evals.images, seed=0).images) for e in STANDIN_DEVICES],
+                  [np.ones(8, bool)] * 3)
+    m = FineTuner(start, cfg, 0).measure_model(saved, views, evals.labels)
     assert (m["accuracy"], m["instability"]) == (paired["accuracy"], paired["instability"])
 
 

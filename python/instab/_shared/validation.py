@@ -29,12 +29,16 @@ def check_threads(threads: Any, name: str = "threads") -> int:
     return int(threads)
 
 
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """A seed: an int in ``0..2**63-1`` (bools and floats are refused)."""
+def check_seed(seed: Any, name: str = "seed", *, bits: int = 63) -> int:
+    """A seed: an int in ``0..2**bits-1`` (bools and floats are refused).
+
+    ``bits=64`` where the value goes straight to the C++ kernels' Philox key (or
+    stream), which take any unsigned 64-bit value.
+    """
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name}: expected an int in 0..2**63-1, got {type(seed).__name__} {seed!r}")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"{name}: expected an int in 0..2**63-1, got {int(seed)}")
+        raise TypeError(f"{name}: expected an int in 0..2**{bits}-1, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) < 2**bits:
+        raise ValueError(f"{name}: expected an int in 0..2**{bits}-1, got {int(seed)}")
     return int(seed)
 
 

@@ -1,7 +1,6 @@
 """``instab train``: stability fine-tuning of a float ONNX classifier from the command line.
 
-The lead wires it into ``instab.cli.main`` with ``add_train_parser(subparsers)``;
-``run_train(args)`` returns the exit code (0 ok, 1 some images could not be used).
+``run(args)`` returns the exit code (0 ok, 1 some images could not be used).
 """
 
 from __future__ import annotations
@@ -14,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from instab.train.graph import LOSSES
-from instab.train.optim import OPTIMIZERS
+from instab import models
+from instab.train.dataset import InputFormat, load_dataset, make_perturbation
+from instab.train.graph import LOSSES, build_training_graph
+from instab.train.loop import Trainer
+from instab.train.optim import OPTIMIZERS, Optimizer
 
 DEFAULT_LR = {"sgd": 1e-4, "adam": 1e-5, "adamw": 1e-5}
 
 
-def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``train`` command to an ``instab`` sub-parser set."""
     p = subparsers.add_parser(
         "train",
@@ -59,21 +61,14 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto",
                    help="ONNX Runtime execution provider (default: CUDA where present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run)
     return p
 
 
 def _load_model(path: str):
-    """(model or proto, input format) for a float model path; QDQ models are dequantized first."""
-    from instab.train.dataset import InputFormat
-
+    """(model, input format) for a float model path; QDQ models are dequantized first."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"model: {path} does not exist")
-    try:
-        from instab import models
-    except ImportError:
-        proto = onnx.load(path)
-        return proto, InputFormat.from_model(proto)
     model = models.load(path)
     if any(n.op_type == "DequantizeLinear" and _is_weight(model.proto, n) for n in model.proto.graph.node):
         print(f"instab train: {path} is quantized; training its dequantized float version", file=sys.stderr)
@@ -86,13 +81,8 @@ def _is_weight(proto: onnx.ModelProto, node: onnx.NodeProto) -> bool:
     return bool(node.input) and node.input[0] in inits
 
 
-def run_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run ``instab train``; returns the exit code."""
-    from instab.train.dataset import load_dataset, make_perturbation
-    from instab.train.graph import build_training_graph
-    from instab.train.loop import Trainer
-    from instab.train.optim import Optimizer
-
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError(f"--epochs and --batch-size must be >= 1 (got {args.epochs}, {args.batch_size})")
     if args.resume and not args.checkpoint:
@@ -112,7 +102,8 @@ def run_train(args: argparse.Namespace) -> int:
     images, labels, _files, errors = load_dataset(args.images, args.labels, fmt.size, fmt.crop, args.limit)
     for e in errors:
         print(f"instab train: skipped {e}", file=sys.stderr)
-    providers = {"auto": None, "cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+    providers = {"auto": None, "cpu": ["CPUExecutionProvider"],
+                 "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
     trainer = Trainer(graph, providers=providers[args.provider], threads=args.threads)
     if args.resume and Path(args.checkpoint).exists():
         info = trainer.load_checkpoint(args.checkpoint)
@@ -135,12 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
     except FloatingPointError as exc:
         raise ValueError(f"{exc}; try a smaller --lr (was {lr})") from None
     tuned = trainer.export()
-    if hasattr(model, "spec"):  # keep the model spec (scaling, crop, class offset) in the file's metadata
-        from instab import models
-
-        models.Model(tuned, model.spec, getattr(model, "name", "model") + "-tuned").save(out)
-    else:
-        onnx.save(tuned, str(out))
+    # keep the model spec (scaling, crop, class offset) in the file's metadata
+    models.Model(tuned, model.spec, getattr(model, "name", "model") + "-tuned").save(out)
     if hist:
         first, last = hist[0], hist[-1]
         print(
@@ -153,6 +140,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 __all__ = [
     "DEFAULT_LR",
-    "add_train_parser",
-    "run_train",
+    "add_parser",
+    "run",
 ]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from instab.environments.registry import (
     Chain,
-    EnvOutput,
     Environment,
+    EnvOutput,
     Spec,
     as_image_list,
     known_kinds,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,15 +36,9 @@ import numpy as np
 from PIL import Image
 
 from instab._native import core
-from instab.environments.registry import EnvOutput, Environment, Spec, as_image_list, register
-
-try:  # HEIF support is optional at import time: only heif environments need it.
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-    _HEIF_ERROR: str | None = None
-except ImportError as exc:  # pragma: no cover - pillow-heif is a dependency
-    _HEIF_ERROR = f"pillow-heif is not installed ({exc})"
+from instab._shared.decode import decode, register_heif
+from instab._shared.validation import check_threads
+from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, parse, register
 
 FORMATS = ("jpeg", "png", "webp", "heif", "avif")
 _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "heif": "HEIF", "avif": "AVIF"}
@@ -107,8 +100,9 @@ def encode(image: np.ndarray, fmt: str, **options: Any) -> bytes:
     """Encode one HWC uint8 image (C = 1, 3 or 4) with Pillow; ``options`` go to ``Image.save``."""
     if fmt not in _PIL_FORMAT:
         raise ValueError(f"fmt: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    if fmt == "heif" and _HEIF_ERROR:
-        raise RuntimeError(_HEIF_ERROR)
+    heif_error = register_heif() if fmt == "heif" else None  # saving HEIF needs pillow-heif's plugin too
+    if heif_error:
+        raise RuntimeError(heif_error)
     a = np.asarray(image)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in _MODES:
         raise ValueError(f"image: expected a uint8 HWC array with 1, 3 or 4 channels, got {a.dtype} {a.shape}")
@@ -116,16 +110,6 @@ def encode(image: np.ndarray, fmt: str, **options: Any) -> bytes:
     buf = io.BytesIO()
     pil.save(buf, format=_PIL_FORMAT[fmt], **options)
     return buf.getvalue()
-
-
-def decode(data: bytes, channels: int = 3) -> np.ndarray:
-    """Decode an encoded image to a uint8 HWC array with ``channels`` (1, 3 or 4) channels."""
-    if channels not in _MODES:
-        raise ValueError(f"channels: expected 1, 3 or 4, got {channels!r}")
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        out = np.asarray(im.convert(_MODES[channels]))
-    return out[:, :, None] if channels == 1 else out
 
 
 def draw_qualities(quality: int | tuple[int, int] | None, n: int, seed: int, first_index: int) -> list[int | None]:
@@ -146,6 +130,7 @@ def roundtrip_settings(
     """Encode and decode every image with ``settings``; see the module docstring."""
     items, is_batch = as_image_list(images)
     n = len(items)
+    workers = max(1, min(check_threads(threads), n))
     qualities = draw_qualities(settings.quality, n, seed, first_index)
 
     def one(i: int) -> tuple[np.ndarray | None, int, str | None]:
@@ -154,14 +139,13 @@ def roundtrip_settings(
             return None, -1, "no input image"
         try:
             data = encode(im, settings.fmt, **settings.save_options(qualities[i]))
-            out = decode(data, im.shape[-1])
+            out = decode(data, channels=im.shape[-1])
             if out.shape != im.shape:
                 raise ValueError(f"decoded shape {out.shape} differs from the input's {im.shape}")
             return out, len(data), None
         except Exception as exc:  # a per-item error: the batch goes on
             return None, -1, f"{settings.fmt}: {type(exc).__name__}: {exc}"
 
-    workers = _workers(threads, n)
     if workers <= 1:
         results = [one(i) for i in range(n)]
     else:
@@ -212,15 +196,8 @@ class CodecEnvironment(Environment):
         return roundtrip_settings(images, self.settings, seed=seed, threads=threads, first_index=first_index)
 
 
-def _workers(threads: int | None, n: int) -> int:
-    if threads is None or threads == 0:
-        threads = os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
-    return max(1, min(int(threads), n))
-
-
-def _parse_quality(spec: Spec, fmt: str) -> int | tuple[int, int] | None:
+def parse_quality(spec: Spec) -> int | tuple[int, int] | None:
+    """The ``q=`` parameter of an environment: an int, an inclusive ``lo..hi`` pair, or None when absent."""
     text = spec.param("q")
     if text is None:
         return None
@@ -237,9 +214,10 @@ def _build(fmt: str, spec: Spec) -> CodecEnvironment:
     words = {"webp": ("lossless",)}.get(fmt, ())
     keys = {"jpeg": ("q", "subsampling"), "png": ("level",), "webp": ("q",), "heif": ("q",), "avif": ("q",)}[fmt]
     spec.check(words, keys)
-    if fmt == "heif" and _HEIF_ERROR:
-        raise ValueError(f"environment {spec}: {_HEIF_ERROR}")
-    quality = _parse_quality(spec, fmt) if "q" in keys else None
+    heif_error = register_heif() if fmt == "heif" else None
+    if heif_error:
+        raise ValueError(f"environment {spec}: {heif_error}")
+    quality = parse_quality(spec) if "q" in keys else None
     subsampling = spec.param("subsampling")
     level = spec.param("level", cast=int)
     lossless = "lossless" in spec.words
@@ -273,8 +251,6 @@ for _fmt in FORMATS:
 
 def codec_environments(formats: Sequence[str] = FORMATS) -> list[Environment]:
     """Environments for ``formats`` at their default settings (the compression-format experiment)."""
-    from instab.environments.registry import parse
-
     return [parse(f) for f in formats]
 
 __all__ = [
@@ -285,6 +261,7 @@ __all__ = [
     "decode",
     "draw_qualities",
     "encode",
+    "parse_quality",
     "roundtrip",
     "roundtrip_settings",
 ]

@@ -35,10 +35,9 @@ from typing import Any
 import numpy as np
 
 from instab import isp
+from instab._shared.validation import check_threads
 from instab.environments import distort
-from instab.environments.registry import EnvOutput, Environment, Spec, as_image_list, parse, register
-
-DEMOSAICS = ("bilinear", "malvar", "ha")
+from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, parse, register
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,8 @@ class DeviceProfile:
 
     def __post_init__(self) -> None:
         where = f"device {self.name!r}"
-        if self.demosaic not in DEMOSAICS:
-            raise ValueError(f"{where}: demosaic must be one of {DEMOSAICS}, got {self.demosaic!r}")
+        if self.demosaic not in isp.DEMOSAICS:
+            raise ValueError(f"{where}: demosaic must be one of {isp.DEMOSAICS}, got {self.demosaic!r}")
         wb = tuple(float(v) for v in self.wb_error)
         if len(wb) != 3 or min(wb) <= 0:
             raise ValueError(f"{where}: wb_error must be three positive factors, got {self.wb_error!r}")
@@ -83,6 +82,7 @@ class DeviceProfile:
 
     def develop(self, mosaics: Any, meta: isp.RawMeta, threads: int | None = None) -> Any:
         """This device's ISP applied to raw mosaics (before the codec)."""
+        threads = check_threads(threads)
         gains = tuple(g * e for g, e in zip(meta.wb_gains, self.wb_error))
         rgb = isp.develop(mosaics, meta, self.demosaic, wb=gains, gamma=self.gamma, tone=self.tone, threads=threads)
         items, is_batch = as_image_list(rgb if not isinstance(rgb, np.ndarray) or rgb.ndim == 4 else rgb[None])
@@ -96,6 +96,7 @@ class DeviceProfile:
     def capture(self, images: Any, seed: int = 0, shot: int = 0, threads: int | None = None,
                 first_index: int = 0) -> EnvOutput:
         """Photograph ``images`` (uint8 NHWC or a list of HWC) with this device: decoded images + file sizes."""
+        threads = check_threads(threads)
         items, is_batch = as_image_list(images)
         ok = [i for i, im in enumerate(items) if im is not None]
         errors: list[str | None] = [None if im is not None else "no input image" for im in items]

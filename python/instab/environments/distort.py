@@ -34,7 +34,6 @@ Environments: ``brightness:delta=0.1``, ``contrast:factor=0.8..1.2``,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +42,9 @@ from typing import Any, Union
 import numpy as np
 
 from instab._native import core
-from instab.environments.registry import EnvOutput, Environment, Spec, _mix, as_image_list, register
+from instab._shared.validation import check_seed, check_threads
+from instab.environments.codecs import CodecSettings, parse_quality, roundtrip_settings
+from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, mix_seed, parse, register
 
 Param = Union[float, tuple[float, float]]
 
@@ -131,23 +132,9 @@ def _range_text(lo: float, hi: float) -> str:
     return fmt_number(lo) if lo == hi else f"{fmt_number(lo)}..{fmt_number(hi)}"
 
 
-def _resolve_threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
-    return int(threads)
-
-
-def _check_seed(seed: int, name: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < (1 << 64):
-        raise ValueError(f"{name}: expected an int in [0, 2**64), got {seed!r}")
-    return int(seed)
-
-
 def seeded(ops: Sequence[Op], seed: int) -> list[tuple[Op, int]]:
-    """Pair each operation with its own seed: op j of a chain gets ``_mix(seed, j)``."""
-    return [(op, _mix(seed, j)) for j, op in enumerate(ops)]
+    """Pair each operation with its own seed: op j of a chain gets ``mix_seed(seed, j)``."""
+    return [(op, mix_seed(seed, j)) for j, op in enumerate(ops)]
 
 
 def apply_seeded(
@@ -164,10 +151,10 @@ def apply_seeded(
     keyed by its position, ``first_index + i``; None items stay None).
     Drawn params: float64 [N, n_ops, 2] (a list of [n_ops, 2] for list input).
     """
-    nthreads = _resolve_threads(threads)
-    first_index = _check_seed(first_index, "first_index")
+    nthreads = check_threads(threads)
+    first_index = check_seed(first_index, "first_index", bits=64)
     kinds = np.array([_KINDS[op.kind][0] for op, _ in ops], dtype=np.int32)
-    seeds = np.array([_check_seed(s) for _, s in ops], dtype=np.uint64)
+    seeds = np.array([check_seed(s, bits=64) for _, s in ops], dtype=np.uint64)
     lo = np.zeros((len(ops), 2))
     hi = np.zeros((len(ops), 2))
     for j, (op, _) in enumerate(ops):
@@ -202,7 +189,7 @@ def apply_seeded(
         o, p = run(items[i][None], first_index + i, 1)
         return o[0], p[0]
 
-    workers = max(1, min(nthreads or os.cpu_count() or 1, len(items)))
+    workers = max(1, min(nthreads, len(items)))
     if workers == 1:
         results = [one(i) for i in range(len(items))]
     else:
@@ -221,7 +208,7 @@ def apply(
     out_dtype: str | None = None,
 ) -> Any:
     """Apply a chain of operations (fused, one pass over the pixels); returns the images."""
-    return apply_seeded(images, seeded(ops, _check_seed(seed)), threads=threads, first_index=first_index,
+    return apply_seeded(images, seeded(ops, check_seed(seed, bits=64)), threads=threads, first_index=first_index,
                         out_dtype=out_dtype)[0]
 
 
@@ -284,8 +271,6 @@ def chain(steps: Sequence[Op | str]) -> DistortEnvironment:
         if isinstance(step, Op):
             ops.append(step)
         elif isinstance(step, str):
-            from instab.environments.registry import parse
-
             env = parse(step)
             if not isinstance(env, DistortEnvironment):
                 raise ValueError(f"steps[{i}]: {step!r} is not a distortion")
@@ -318,7 +303,7 @@ class DistortEnvironment(Environment):
         return _env_output(images, ops, threads, first_index)
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
-        return _env_output(images, self.fused_ops(_check_seed(seed)), threads, first_index)
+        return _env_output(images, self.fused_ops(check_seed(seed, bits=64)), threads, first_index)
 
     def __call__(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> Any:
         return self.apply(images, seed=seed, threads=threads, first_index=first_index).images
@@ -384,9 +369,7 @@ class PhoneEnvironment(Environment):
             if spec.param(key) is not None:
                 ranges[key] = _parse_range(spec, key)
         if spec.param("q") is not None:
-            from instab.environments.codecs import _parse_quality
-
-            q = _parse_quality(spec, "jpeg")
+            q = parse_quality(spec)
             quality = q if isinstance(q, tuple) else (q, q)  # type: ignore[assignment]
         try:
             self.ops = [
@@ -395,8 +378,6 @@ class PhoneEnvironment(Environment):
                 Op.make("brightness", delta=ranges["brightness"]),
                 Op.make("saturation", factor=ranges["saturation"]),
             ]
-            from instab.environments.codecs import CodecSettings
-
             self.jpeg = CodecSettings("jpeg", quality)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"environment {spec}: {exc}") from None
@@ -414,12 +395,11 @@ class PhoneEnvironment(Environment):
         super().__init__(Spec("distort", ("phone",), tuple(params)))
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
-        from instab.environments.codecs import roundtrip_settings
-
-        seed = _check_seed(seed)
-        # Photometric ops use seeds _mix(seed, 0..3); the JPEG quality draw uses _mix(seed, 4).
+        seed = check_seed(seed, bits=64)
+        threads = check_threads(threads)
+        # Photometric ops use seeds mix_seed(seed, 0..3); the JPEG quality draw uses mix_seed(seed, 4).
         out = _env_output(images, seeded(self.ops, seed), threads, first_index)
-        coded = roundtrip_settings(out.images, self.jpeg, seed=_mix(seed, len(self.ops)), threads=threads,
+        coded = roundtrip_settings(out.images, self.jpeg, seed=mix_seed(seed, len(self.ops)), threads=threads,
                                    first_index=first_index)
         errors = [a or b for a, b in zip(out.errors, coded.errors)]
         return EnvOutput(coded.images, coded.sizes, errors)

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from instab import isp
-from instab.environments.registry import EnvOutput, Environment, Spec, as_image_list, register
+from instab._shared.validation import check_threads
+from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, register
 
 LIBRAW_ALGORITHMS = ("linear", "vng", "ppg", "ahd", "dcb", "dht", "aahd")
 INSTAB_METHODS = isp.DEMOSAICS
@@ -70,7 +71,7 @@ class IspEnvironment(Environment):
         self.shot = _float_param(spec, "shot")
         self.read = _float_param(spec, "read")
         if self.engine == "libraw":
-            import rawpy
+            import rawpy  # LibRaw loads with the first libraw environment, not with instab.environments
 
             algo = getattr(rawpy.DemosaicAlgorithm, self.method.upper())
             if not algo.isSupported:
@@ -88,6 +89,7 @@ class IspEnvironment(Environment):
 
     def develop(self, mosaic: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Develop one [H, W] or a batch [N, H, W] of this environment's raw mosaics to uint8 RGB."""
+        threads = check_threads(threads)  # LibRaw ignores it, but it means the same everywhere
         if self.engine == "instab":
             return isp.develop(
                 mosaic, self.meta, self.method, wb="auto" if self.auto_wb else "camera",
@@ -98,6 +100,7 @@ class IspEnvironment(Environment):
         return develop_libraw(mosaic, self.meta, self.method, auto_wb=self.auto_wb, gamma=self.gamma)
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
+        threads = check_threads(threads)  # checked here: per-image errors below are caught
         items, was_batch = as_image_list(images)
         errors: list[str | None] = [None] * len(items)
         outs: list[np.ndarray | None] = [None] * len(items)
@@ -132,7 +135,7 @@ def develop_libraw(
     the data, so that exposure matches :func:`instab.isp.develop`.
     Raises ValueError when LibRaw cannot develop it (e.g. images under 22 pixels wide).
     """
-    import rawpy
+    import rawpy  # heavy native library: loaded on first use
 
     if gamma not in _RAWPY_GAMMA:
         raise ValueError(f"gamma: expected one of {', '.join(_RAWPY_GAMMA)}, got {gamma!r}")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from instab._shared.textform import Spec, parse_spec
+from instab._shared.validation import check_threads
 
 # kind -> module that registers it (imported on first use).
 _KIND_MODULES: dict[str, str] = {
@@ -74,7 +75,11 @@ class Environment(ABC):
     def apply(
         self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0
     ) -> EnvOutput:
-        """Transform ``images``; randomness is keyed by (seed, first_index + i) for image i."""
+        """Transform ``images``; randomness is keyed by (seed, first_index + i) for image i.
+
+        ``threads`` is checked by :func:`instab._shared.validation.check_threads`: None for
+        all cores, else an int in ``1..MAX_THREADS``; results do not depend on it.
+        """
 
     def __str__(self) -> str:
         return str(self.spec)
@@ -92,7 +97,7 @@ class Environment(ABC):
 class Chain(Environment):
     """Environments applied one after another; sizes are the last codec's.
 
-    Step ``k`` gets the seed ``_mix(seed, k)``. Consecutive steps that can fuse
+    Step ``k`` gets the seed ``mix_seed(seed, k)``. Consecutive steps that can fuse
     (distortions, which offer ``fused_ops``) run as one kernel pass over the
     pixels, each with its own step seed, without uint8 rounding between them.
     """
@@ -102,20 +107,21 @@ class Chain(Environment):
         super().__init__(Spec("chain"))
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
+        threads = check_threads(threads)
         out = EnvOutput(images=images, errors=[None] * len(images))
         step = 0
         while step < len(self.parts):
             env = self.parts[step]
             end = step + 1
             if hasattr(env, "fused_ops"):
-                ops = list(env.fused_ops(_mix(seed, step)))
+                ops = list(env.fused_ops(mix_seed(seed, step)))
                 while end < len(self.parts) and hasattr(self.parts[end], "fused_ops"):
-                    ops += self.parts[end].fused_ops(_mix(seed, end))
+                    ops += self.parts[end].fused_ops(mix_seed(seed, end))
                     end += 1
                 nxt = type(env).apply_fused(_survivors(out), ops, threads, first_index)
             else:
                 # Each step gets its own seed stream so that two noisy steps differ.
-                nxt = env.apply(_survivors(out), seed=_mix(seed, step), threads=threads, first_index=first_index)
+                nxt = env.apply(_survivors(out), seed=mix_seed(seed, step), threads=threads, first_index=first_index)
             errors = [a or b for a, b in zip(out.errors, nxt.errors or [None] * len(nxt))]
             out = EnvOutput(nxt.images, nxt.sizes if nxt.sizes is not None else out.sizes, errors)
             step = end
@@ -136,7 +142,57 @@ def register(kind: str) -> Callable[[Callable[[Spec], Environment]], Callable[[S
 
 
 def parse(text: str) -> Environment:
-    """Parse an environment's text form, e.g. ``jpeg:q=50,subsampling=420`` or ``distort:phone+jpeg:q=85``."""
+    """Parse an environment's text form, e.g. ``jpeg:q=50,subsampling=420`` or ``distort:phone+jpeg:q=85``.
+
+    Only the module that implements the kind is imported (see :func:`known_kinds`).
+
+    Parameters
+    ----------
+    text : str
+        ``kind`` or ``kind:token,token,...`` where a token is ``key=value`` or a
+        bare word (``webp:lossless``); several joined by ``+`` make a
+        :class:`Chain`, applied left to right.
+
+    Returns
+    -------
+    Environment
+        Its :meth:`~Environment.apply` transforms images deterministically given
+        a seed; ``str()`` gives the canonical text back, and equal texts give
+        equal environments.
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a string.
+    ValueError
+        If ``text`` is empty, has an empty ``+`` part, names an unknown kind, or
+        gives a parameter the kind does not accept or a value out of its range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from instab import environments
+    >>> env = environments.parse("jpeg:q=50")
+    >>> env
+    CodecEnvironment('jpeg:q=50')
+    >>> chain = environments.parse("brightness:delta=0.1 + jpeg:q=85")
+    >>> str(chain)
+    'brightness:delta=0.1+jpeg:q=85'
+    >>> images = np.full((2, 16, 16, 3), 128, np.uint8)
+    >>> out = chain.apply(images, seed=0)
+    >>> out.images.shape, out.errors
+    ((2, 16, 16, 3), [None, None])
+
+    A list of images may hold None for a missing one; it is reported, not raised:
+
+    >>> env.apply([images[0], None]).errors
+    [None, 'no input image']
+
+    >>> environments.parse("jpeg:quality=50")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: environment jpeg:quality=50: unknown parameter 'quality' for 'jpeg'...
+    """
     if not isinstance(text, str):
         raise TypeError(f"environment: expected a string, got {type(text).__name__}")
     if not text.strip():
@@ -163,7 +219,8 @@ def _build(spec: Spec) -> Environment:
     return _REGISTRY[spec.kind](spec)
 
 
-def _mix(seed: int, step: int) -> int:
+def mix_seed(seed: int, step: int) -> int:
+    """The seed of step ``step`` of a chain seeded ``seed`` (``seed`` itself for step 0), in ``0..2**63-1``."""
     return seed if step == 0 else (seed * 0x9E3779B1 + step * 0x85EBCA77) % (1 << 63)
 
 
@@ -200,6 +257,7 @@ __all__ = [
     "Spec",
     "as_image_list",
     "known_kinds",
+    "mix_seed",
     "parse",
     "parse_spec",
     "register",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from instab.inference.classifier import (
-    Classifier,
     EMBEDDING,
+    Classifier,
     Prediction,
 )
 from instab.inference.preprocessing import (

@@ -19,8 +19,9 @@ import numpy as np
 import onnxruntime as ort
 
 from instab import models as _models
-from instab._shared.decode import DECODE_MODES, decode
 from instab._native import core
+from instab._shared.decode import DECODE_MODES, decode
+from instab._shared.validation import check_threads
 from instab.inference.preprocessing import preprocess
 
 _OPT_LEVELS = {
@@ -84,18 +85,96 @@ def _check_positive(value: Any, name: str, allow_none: bool = False) -> None:
         raise ValueError(f"{name}: expected a positive int{' or None' if allow_none else ''}, got {value!r}")
 
 
+def _check_class_columns(spec: _models.ModelSpec, width: int) -> None:
+    # Otherwise an overrunning spec leaves an empty score matrix, reported later as "k: must be in 1..0".
+    if spec.class_offset + spec.num_classes > width:
+        raise ValueError(
+            f"spec: class_offset + num_classes = {spec.class_offset} + {spec.num_classes} exceeds the "
+            f"model's {width} output columns"
+        )
+
+
 class Classifier:
     """An image classifier running on ONNX Runtime.
 
-    Args:
-        model: an :class:`instab.models.Model`, or a name/path for :func:`instab.models.load`.
-        provider: ``"cpu"`` or ``"cuda"`` (needs ``onnxruntime-gpu``).
-        threads: ONNX Runtime intra-op threads and preprocessing threads (None: all cores).
-        fallback: when the provider is not available, warn and use the CPU instead of raising.
-        optimization: graph optimization level, ``"disable"``, ``"basic"``, ``"extended"`` or ``"all"``.
-        batch_size: images per inference batch.
-        decode: ``"full"`` JPEG decoding, or ``"draft"`` (Pillow's DCT-scaled decoding).
-        decode_threads: threads decoding files (None: all cores).
+    Images (paths, encoded bytes or uint8 arrays) are decoded and preprocessed
+    as the model's :class:`~instab.models.ModelSpec` says, in batches on worker
+    threads, while the previous batch runs; an item that cannot be read gets an
+    error message instead of failing the run.
+
+    Parameters
+    ----------
+    model : instab.models.Model or str or os.PathLike
+        The model, or a built-in name or path for :func:`instab.models.load`.
+    provider : {"cpu", "cuda"}, default "cpu"
+        ONNX Runtime execution provider (``"cuda"`` needs ``onnxruntime-gpu``).
+    threads : int, optional
+        ONNX Runtime intra-op threads and preprocessing threads: None for all
+        cores, else an int in ``1..MAX_THREADS``.
+    fallback : bool, default False
+        When the provider is not available, warn and use the CPU instead of raising.
+    optimization : {"all", "extended", "basic", "disable"}, default "all"
+        ONNX Runtime graph optimization level.
+    batch_size : int, default 32
+        Images per inference batch.
+    decode : {"full", "draft"}, default "full"
+        ``"full"`` JPEG decoding, or ``"draft"`` (Pillow's DCT-scaled decoding).
+    decode_threads : int, optional
+        Threads decoding files: None for all cores, else an int in ``1..MAX_THREADS``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is neither a :class:`~instab.models.Model` nor a name or path,
+        or ``threads`` or ``decode_threads`` is neither None nor an int.
+    ValueError
+        If ``provider``, ``optimization`` or ``decode`` is not one of the options,
+        ``threads`` or ``decode_threads`` is outside ``1..MAX_THREADS``, or
+        ``batch_size`` is not a positive int.
+    RuntimeError
+        If the provider is not available in this ONNX Runtime and ``fallback`` is False.
+
+    See Also
+    --------
+    instab.models.load : open a model by name or path.
+    instab.instability : measure how the predictions change across environments.
+
+    Examples
+    --------
+    A tiny model built inline: its class is the image's brightest colour channel
+    (0 red, 1 green, 2 blue). A real one comes from :func:`instab.models.load`,
+    e.g. ``instab.Classifier("efficientnet-lite0")``.
+
+    >>> import numpy as np
+    >>> from onnx import TensorProto, helper, numpy_helper
+    >>> import instab
+    >>> from instab import models
+    >>> nodes = [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
+    ...          helper.make_node("Flatten", ["pooled"], ["features"]),
+    ...          helper.make_node("Gemm", ["features", "weights"], ["logits"]),
+    ...          helper.make_node("Softmax", ["logits"], ["scores"], axis=1)]
+    >>> graph = helper.make_graph(
+    ...     nodes, "brightest-channel",
+    ...     [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 8, 8])],
+    ...     [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
+    ...     [numpy_helper.from_array(np.eye(3, dtype=np.float32), "weights")])
+    >>> proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    >>> model = models.Model(proto, models.infer_spec(proto), "brightest-channel")
+    >>> clf = instab.Classifier(model, threads=1)
+    >>> images = np.zeros((3, 32, 48, 3), np.uint8)  # any size: resized and cropped
+    >>> for c in range(3):
+    ...     images[c, ..., c] = 255
+    >>> p = clf.predict(images, k=2)
+    >>> p.classes.tolist()
+    [[0, 2], [1, 2], [2, 1]]
+    >>> print(p.scores[:, 0].round(2))
+    [0.97 0.98 0.98]
+
+    An unreadable item is reported, not raised:
+
+    >>> p = clf.predict([images[2], b"not an image"], k=1)
+    >>> p.classes.tolist(), p.ok.tolist()
+    ([[2], [-1]], [True, False])
     """
 
     def __init__(
@@ -120,8 +199,8 @@ class Classifier:
             raise ValueError(f"optimization: expected one of {sorted(_OPT_LEVELS)}, got {optimization!r}")
         if decode not in DECODE_MODES:
             raise ValueError(f"decode: expected one of {DECODE_MODES}, got {decode!r}")
-        _check_positive(threads, "threads", allow_none=True)
-        _check_positive(decode_threads, "decode_threads", allow_none=True)
+        threads = check_threads(threads)
+        decode_threads = check_threads(decode_threads, "decode_threads")
         _check_positive(batch_size, "batch_size")
         available = ort.get_available_providers()
         if _PROVIDERS[provider] not in available:
@@ -140,14 +219,17 @@ class Classifier:
         self.optimization = optimization
         self.batch_size = int(batch_size)
         self.decode = decode
-        self.decode_threads = decode_threads or os.cpu_count() or 1
+        self.decode_threads = decode_threads
         self._session = self._make_session(model)
         self._embedding_session: ort.InferenceSession | None = None
+        shape = {o.name: o.shape for o in self._session.get_outputs()}.get(self.spec.output_name)
+        if shape and all(isinstance(d, int) for d in shape[1:]):  # a static width: check it now
+            _check_class_columns(self.spec, int(np.prod(shape[1:])))
 
     def _make_session(self, model: _models.Model) -> ort.InferenceSession:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = _OPT_LEVELS[self.optimization]
-        opts.intra_op_num_threads = self.threads or 0
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         # Spinning workers would starve the decode threads that overlap inference.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -175,7 +257,7 @@ class Classifier:
 
         def one(item: Any) -> np.ndarray | str:
             try:
-                return decode(item, draft)
+                return decode(item, draft_size=draft)
             except Exception as exc:  # any unreadable item becomes a per-item error
                 return f"{type(exc).__name__}: {exc}"
 
@@ -228,6 +310,7 @@ class Classifier:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=1, keepdims=True)
         # Drop the background column of 1001-way models: column offset + i is class i.
+        _check_class_columns(spec, scores.shape[1])
         return np.ascontiguousarray(scores[:, spec.class_offset : spec.class_offset + spec.num_classes])
 
     # ------------------------------------------------------------ public API
@@ -243,14 +326,33 @@ class Classifier:
     ) -> Prediction:
         """Top-k classes and probabilities for each image.
 
-        Args:
-            images_or_paths: image file paths, encoded bytes, uint8 HWC arrays (any size),
-                or a uint8 NHWC batch.
-            k: classes to return per image.
-            batch_size: images per inference batch (default: the classifier's).
-            embeddings: also return the penultimate features ([n, D]).
-            full_scores: also return the whole probability matrix ([n, num_classes]),
-                e.g. for ``instab.instability`` with scores.
+        Parameters
+        ----------
+        images_or_paths : path, bytes, array or iterable of these
+            Image file paths, encoded bytes, uint8 HWC arrays (any size), or a
+            uint8 NHWC batch.
+        k : int, default 5
+            Classes to return per image.
+        batch_size : int, optional
+            Images per inference batch (default: the classifier's).
+        embeddings : bool, default False
+            Also return the penultimate features (``[n, D]``).
+        full_scores : bool, default False
+            Also return the whole probability matrix (``[n, num_classes]``),
+            e.g. for :func:`instab.instability` with scores.
+
+        Returns
+        -------
+        Prediction
+            ``classes`` and ``scores`` ``[n, k]`` in input order, and per item
+            ``errors`` (None, or why it failed; failed rows are -1 / NaN).
+
+        Raises
+        ------
+        TypeError
+            If ``images_or_paths`` is not one of the accepted forms.
+        ValueError
+            If ``k`` is not in ``1..num_classes`` or ``batch_size`` is not a positive int.
         """
         items = _as_items(images_or_paths)
         self._check_k(k)
@@ -323,7 +425,7 @@ class Classifier:
                         for r in rows:
                             errors[r] = f"inference failed: {type(exc).__name__}: {exc}"
                     else:
-                        idx, val = core.topk(probs, int(k), self.threads or 0)
+                        idx, val = core.topk(probs, int(k), self.threads)
                         classes[rows], scores[rows] = idx, val
                         if full is not None:
                             full[rows] = probs

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from instab._native import core
+from instab._shared.validation import check_choice, check_threads
 
 __all__ = ["preprocess", "resize_plan", "short_side_for"]
 
@@ -74,14 +75,12 @@ def _parse_triple(value: Any, name: str) -> np.ndarray:
 
 
 def _parse_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if name == "dtype" and not isinstance(value, str):
+    if name == "dtype" and not isinstance(value, str):  # np.float32, np.dtype("uint8") name a dtype too
         try:
             value = np.dtype(value).name
         except TypeError:
-            raise ValueError(f"dtype: expected one of {choices}, got {value!r}") from None
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
-    return value.lower()
+            raise ValueError(f"dtype: expected one of {', '.join(choices)}, got {value!r}") from None
+    return check_choice(value, choices, name)
 
 
 def _image_list(images: Any) -> list[np.ndarray]:
@@ -179,8 +178,8 @@ def preprocess(
         scale, offset: per-channel (R, G, B) affine map for float32 output, or one number
             for all channels. For mean/std normalisation use ``scale = 1 / (255 * std)`` and
             ``offset = -mean / std``.
-        threads: worker threads over the batch; None or 0 uses all cores. The result is
-            identical for any thread count.
+        threads: worker threads over the batch: None for all cores, else an int in
+            ``1..MAX_THREADS``. The result is identical for any thread count.
 
     Returns:
         One C-contiguous array ``[N, H, W, 3]`` or ``[N, 3, H, W]`` of ``dtype``.
@@ -188,7 +187,8 @@ def preprocess(
     Raises:
         TypeError / ValueError naming the offending argument (empty batch, non-uint8 image,
         bad channel count, image smaller than 1x1, crop outside (0, 1], size < 1, unknown
-        layout or dtype, scale/offset not 3 finite numbers, negative threads).
+        layout or dtype, scale/offset not 3 finite numbers, threads not None or an int in
+        ``1..MAX_THREADS``).
     """
     out_h, out_w = _parse_size(size)
     crop_f = _parse_crop(crop)
@@ -196,12 +196,7 @@ def preprocess(
     dtype_s = _parse_choice(dtype, "dtype", ("float32", "uint8"))
     scale_a = _parse_triple(scale, "scale")
     offset_a = _parse_triple(offset, "offset")
-    if threads is None:
-        threads = 0
-    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, numbers.Integral):
-        raise TypeError(f"threads: expected an int or None, got {threads!r}")
-    if threads < 0:
-        raise ValueError(f"threads: must be >= 0 (0 or None = all cores), got {threads}")
+    nthreads = check_threads(threads)
     items = _image_list(images)
     lut = None
     if dtype_s == "uint8":
@@ -218,4 +213,4 @@ def preprocess(
     short_side = max(1, round(min(out_h, out_w) / crop_f))
     if short_side > _MAX_SIDE:
         raise ValueError(f"crop: {crop!r} would resize the shorter side to {short_side} pixels (limit {_MAX_SIDE})")
-    return core.preprocess(items, out_h, out_w, short_side, layout_s, dtype_s, lut, int(threads))
+    return core.preprocess(items, out_h, out_w, short_side, layout_s, dtype_s, lut, nthreads)

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 @dataclass(frozen=True)
 class ResultRow:
+    """One scored (or failed) item: ``classes``/``scores`` are None and ``error`` says why when it failed."""
+
     model: str
     image_id: str
     environment: str

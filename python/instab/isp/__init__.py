@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from instab.isp.pipeline import (
-    RawMeta,
-    nikon_meta,
-    unprocess,
-    develop,
-    auto_wb_gains,
-    read_headerless,
-    psnr,
-    pattern_colours,
-    PATTERNS,
-    DEMOSAICS,
-    GAMMAS,
-    TONES,
-)
 from instab.isp.dng import (
     read_raw,
     write_dng,
+)
+from instab.isp.pipeline import (
+    DEMOSAICS,
+    GAMMAS,
+    PATTERNS,
+    TONES,
+    RawMeta,
+    auto_wb_gains,
+    develop,
+    nikon_meta,
+    pattern_colours,
+    psnr,
+    read_headerless,
+    unprocess,
 )
 
 __all__ = [

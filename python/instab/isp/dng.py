@@ -59,7 +59,7 @@ def write_dng(path: str | os.PathLike[str] | IO[bytes], mosaic: np.ndarray, meta
         raise TypeError(f"mosaic: expected uint16 raw values, got dtype {m.dtype}")
     if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 2:
         raise ValueError(f"mosaic: expected a 2-D mosaic of at least 2x2, got shape {m.shape}")
-    import tifffile
+    import tifffile  # loaded on first use: only DNG writing needs it
 
     if meta.xyz_to_cam is not None:
         xyz_to_cam = np.asarray(meta.xyz_to_cam)
@@ -100,14 +100,17 @@ def read_raw(path: str | os.PathLike[str] | IO[bytes]) -> tuple[np.ndarray, Any]
     camera white balance, colour matrix). Raises ValueError for files LibRaw
     cannot open and for non-Bayer sensors (X-Trans, Foveon).
     """
-    import rawpy
+    import rawpy  # heavy native library (LibRaw): loaded on first use
 
 
     name = getattr(path, "name", path)
     try:
         src = path if isinstance(path, (str, os.PathLike)) else io.BytesIO(path.read())
         with rawpy.imread(os.fspath(src) if isinstance(src, (str, os.PathLike)) else src) as raw:
-            pattern_idx = np.asarray(raw.raw_pattern)
+            try:
+                pattern_idx = np.asarray(raw.raw_pattern)
+            except NotImplementedError as exc:  # rawpy: a CFA layout it cannot describe (e.g. a corrupt CFAPattern)
+                raise ValueError(f"{name}: not a 2x2 Bayer sensor ({exc})") from None
             desc = raw.color_desc.decode("ascii", "replace")
             if pattern_idx is None or pattern_idx.shape != (2, 2):
                 raise ValueError(f"{name}: not a 2x2 Bayer sensor (pattern {pattern_idx})")

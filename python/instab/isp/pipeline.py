@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from instab._native import core
+from instab._shared.validation import check_choice, check_seed, check_threads
 
 PATTERNS = ("rggb", "grbg", "gbrg", "bggr")
 DEMOSAICS = ("bilinear", "malvar", "ha")
@@ -140,20 +141,6 @@ def nikon_meta(pattern: str = "rggb") -> RawMeta:
     )
 
 
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return 0
-    if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 0:
-        raise ValueError(f"threads: expected None or an int >= 0, got {threads!r}")
-    return int(threads)
-
-
-def _choice(value: Any, options: Sequence[str], name: str) -> str:
-    if not isinstance(value, str) or value.lower() not in options:
-        raise ValueError(f"{name}: expected one of {', '.join(options)}, got {value!r}")
-    return value.lower()
-
-
 def _rgb3(image: np.ndarray) -> np.ndarray:
     """HWC uint8 with 1, 3 or 4 channels -> contiguous HW3 (gray repeated, alpha dropped)."""
     if image.shape[-1] == 1:
@@ -201,20 +188,21 @@ def unprocess(
     base = meta if meta is not None else nikon_meta()
     if not isinstance(base, RawMeta):
         raise TypeError(f"meta: expected a RawMeta, got {type(base).__name__}")
-    m = base.replace(pattern=_choice(pattern, PATTERNS, "pattern"))
-    tone = _choice(tone, TONES, "tone")
-    gamma = _choice(gamma, GAMMAS, "gamma")
+    m = base.replace(pattern=check_choice(pattern, PATTERNS, "pattern"))
+    tone = check_choice(tone, TONES, "tone")
+    gamma = check_choice(gamma, GAMMAS, "gamma")
     for name, v in (("shot_noise", shot_noise), ("read_noise", read_noise)):
         if not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v) or v < 0:
             raise ValueError(f"{name}: expected a finite variance >= 0, got {v!r}")
-    seed_i, first = _seed(seed, "seed"), _seed(first_index, "first_index")
+    seed_i, first = check_seed(seed, bits=64), check_seed(first_index, "first_index", bits=64)
+    nthreads = check_threads(threads)
     inv_gains = [1.0 / g for g in m.wb_gains]
 
     def run(batch: np.ndarray, first: int) -> np.ndarray:
         return core.isp_unprocess(
             batch, m.pattern, m.rgb_to_cam, inv_gains, bool(highlight_safe), tone, gamma,
             list(m.black_level), m.white_level, float(shot_noise), float(read_noise), seed_i, first,
-            _threads(threads),
+            nthreads,
         )
 
     if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -234,12 +222,6 @@ def unprocess(
             out.append(run(_rgb3(a)[None], first + i)[0])
         return out, m
     raise TypeError(f"images: expected a uint8 array or a list of HWC arrays, got {type(images).__name__}")
-
-
-def _seed(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= int(value) < 2**64:
-        raise ValueError(f"{name}: expected an int in [0, 2**64), got {value!r}")
-    return int(value)
 
 
 def _check_image(a: np.ndarray, name: str) -> None:
@@ -275,7 +257,7 @@ def auto_wb_gains(mosaic: np.ndarray, meta: RawMeta, saturation: float = 0.98) -
 
 def pattern_colours(pattern: str) -> list[int]:
     """Colour (0 R, 1 G, 2 B) at each 2x2 position, row-major."""
-    return ["rgb".index(ch) for ch in _choice(pattern, PATTERNS, "pattern")]
+    return ["rgb".index(ch) for ch in check_choice(pattern, PATTERNS, "pattern")]
 
 
 def _as_mosaic(m: Any, name: str) -> np.ndarray:
@@ -305,38 +287,91 @@ def develop(
 ) -> Any:
     """Develop Bayer mosaics into RGB images with instab's one consistent ISP.
 
-    mosaic: raw values (uint16, or float32 in the same units as meta's levels),
-        ``[H, W]``, ``[N, H, W]`` or a list of 2-D mosaics; H and W >= 2.
-    meta: pattern, black/white level, white balance and colour matrix (:class:`RawMeta`).
-    demosaic: ``bilinear``, ``malvar`` (Malvar-He-Cutler gradient-corrected) or
-        ``ha`` (Hamilton-Adams, edge-directed).
-    wb: ``camera`` (meta.wb_gains), ``auto`` (gray world, per image), ``none``, or
-        three gains (R, G, B).
-    gamma: output transfer function: ``srgb``, ``bt709`` or ``linear``.
-    tone: ``smoothstep`` (the curve :func:`unprocess` inverts by default) or ``none``.
-    out_dtype: ``uint8``, ``uint16`` or ``float32`` (in [0, 1]).
-
     Steps: (raw - black) / (white - black), clip to [0, 1]; times the white-balance
     gain, clip; demosaic (borders mirrored), clip; colour matrix, clip; transfer
-    function; tone curve; scale to out_dtype.
-    Returns ``[H, W, 3]``, ``[N, H, W, 3]`` or a list, mirroring the input.
+    function; tone curve; scale to ``out_dtype``. The kernels run in C++.
+
+    Parameters
+    ----------
+    mosaic : array_like or list of array_like
+        Raw values (uint16, or float32 in the same units as meta's levels),
+        ``[H, W]``, ``[N, H, W]`` or a list of 2-D mosaics; H and W >= 2.
+    meta : RawMeta
+        Pattern, black/white level, white balance and colour matrix, e.g. from
+        :func:`unprocess`, :func:`nikon_meta` or :func:`instab.isp.read_raw`.
+    demosaic : {"malvar", "bilinear", "ha"}, default "malvar"
+        ``malvar`` (Malvar-He-Cutler, gradient-corrected), ``bilinear``, or
+        ``ha`` (Hamilton-Adams, edge-directed).
+    wb : {"camera", "auto", "none"} or sequence of 3 floats, default "camera"
+        ``camera`` (``meta.wb_gains``), ``auto`` (gray world, per image),
+        ``none``, or three positive gains (R, G, B).
+    gamma : {"srgb", "bt709", "linear"}, default "srgb"
+        Output transfer function.
+    tone : {"smoothstep", "none"}, default "smoothstep"
+        Tone curve (``smoothstep`` is the one :func:`unprocess` inverts by default).
+    out_dtype : {"uint8", "uint16", "float32"}, default "uint8"
+        Output type; float32 values lie in [0, 1].
+    threads : int, optional
+        Worker threads (default: all cores). Results do not depend on it.
+
+    Returns
+    -------
+    numpy.ndarray or list of numpy.ndarray
+        RGB ``[H, W, 3]``, ``[N, H, W, 3]`` or a list of ``[H, W, 3]``,
+        mirroring the form of ``mosaic``.
+
+    Raises
+    ------
+    TypeError
+        If ``meta`` is not a :class:`RawMeta` or the raw values are neither
+        uint16 nor float32.
+    ValueError
+        If an option is not one of its choices, white-balance gains are not
+        positive, or a mosaic has the wrong shape.
+
+    See Also
+    --------
+    unprocess : the inverse, sRGB images to mosaics.
+
+    Examples
+    --------
+    Two flat-coloured images to mosaics and back; a flat field comes back exactly:
+
+    >>> import numpy as np
+    >>> from instab import isp
+    >>> rgb = np.zeros((2, 6, 8, 3), np.uint8)
+    >>> rgb[0], rgb[1] = (200, 120, 60), (30, 90, 160)
+    >>> mosaic, meta = isp.unprocess(rgb, highlight_safe=False)
+    >>> mosaic.shape, mosaic.dtype.name, meta.pattern
+    ((2, 6, 8), 'uint16', 'rggb')
+    >>> out = isp.develop(mosaic, meta)
+    >>> out.shape, out.dtype.name
+    ((2, 6, 8, 3), 'uint8')
+    >>> out[0, 2, 3].tolist(), out[1, 2, 3].tolist()
+    ([200, 120, 60], [30, 90, 160])
+
+    One mosaic, another demosaic, float output:
+
+    >>> one = isp.develop(mosaic[0], meta, "bilinear", out_dtype="float32")
+    >>> one.shape, one.dtype.name
+    ((6, 8, 3), 'float32')
     """
     if not isinstance(meta, RawMeta):
         raise TypeError(f"meta: expected a RawMeta, got {type(meta).__name__}")
-    demosaic = _choice(demosaic, DEMOSAICS, "demosaic")
-    gamma = _choice(gamma, GAMMAS, "gamma")
-    tone = _choice(tone, TONES, "tone")
-    out_dtype = _choice(out_dtype, OUT_DTYPES, "out_dtype")
+    demosaic = check_choice(demosaic, DEMOSAICS, "demosaic")
+    gamma = check_choice(gamma, GAMMAS, "gamma")
+    tone = check_choice(tone, TONES, "tone")
+    out_dtype = check_choice(out_dtype, OUT_DTYPES, "out_dtype")
     fixed_gains: tuple[float, ...] | None = None
     if isinstance(wb, str):
-        wb = _choice(wb, ("camera", "auto", "none"), "wb")
+        wb = check_choice(wb, ("camera", "auto", "none"), "wb")
         fixed_gains = {"camera": meta.wb_gains, "none": (1.0, 1.0, 1.0)}.get(wb)
     else:
         fixed_gains = _tuple_floats(wb, 3, "wb")
         if min(fixed_gains) <= 0:
             raise ValueError(f"wb: gains must be positive, got {fixed_gains}")
     cam_to_rgb = meta.cam_to_rgb
-    nthreads = _threads(threads)
+    nthreads = check_threads(threads)
 
     def run(batch: np.ndarray) -> np.ndarray:
         if fixed_gains is not None:

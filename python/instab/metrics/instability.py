@@ -10,13 +10,13 @@ fewer than two environments is not counted at all (it cannot be compared).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from instab._native import core
+from instab._shared.validation import check_threads
 from instab.metrics.labels import normalize_label_sets
 
 
@@ -156,21 +156,89 @@ def instability(
 ) -> InstabilityResult:
     """Measure instability of predictions across environments.
 
-    Args:
-        predictions: either ranked class indices, int [n_images, n_envs, m] best
-            first with -1 for "not observed" (m >= k), or float scores
-            [n_images, n_envs, n_classes] with an all-NaN row for "not observed".
-        labels: int [n_images], int [n_images, L] padded with -1, or a list of
-            iterables of class indices: the image's set of correct classes.
-        k: a prediction is correct when any of its top k classes is a label.
-        n_classes: the number of classes, to range-check ranked predictions and
-            labels (taken from the scores' last axis for float input).
-        top_scores: optional float scores aligned with ranked predictions,
-            [n, e, m] or [n, e], for the confidence analysis.
-        threads: worker threads (default: all cores). Results do not depend on it.
+    An image is unstable when its prediction is correct in at least one of the
+    environments it was observed in and wrong in at least one other. Images
+    observed in fewer than two environments are not counted.
+
+    Parameters
+    ----------
+    predictions : array_like
+        Either ranked class indices, int ``[n_images, n_envs, m]`` best first
+        with -1 for "not observed" (``m >= k``), or float scores
+        ``[n_images, n_envs, n_classes]`` with an all-NaN row for "not
+        observed" (the top k is then selected in C++, without sorting).
+    labels : array_like or sequence of iterables of int
+        The set of correct classes of each image: int ``[n_images]``, int
+        ``[n_images, L]`` padded with -1, or a list of iterables of class
+        indices.
+    k : int, default 1
+        A prediction is correct when any of its top k classes is a label.
+    n_classes : int, optional
+        The number of classes, to range-check ranked predictions and labels
+        (taken from the scores' last axis for float input).
+    top_scores : array_like, optional
+        Float scores aligned with ranked predictions, ``[n, e, m]`` or
+        ``[n, e]``, for :meth:`InstabilityResult.confidence_split`.
+    threads : int, optional
+        Worker threads: None (default) for all cores, else an int in
+        ``1..MAX_THREADS``. Results do not depend on it.
+
+    Returns
+    -------
+    InstabilityResult
+        The rate and counts, per-image flags (``unstable``, ``counted``),
+        per-observation flags (``correct``, ``observed``), accuracy per
+        environment, and methods for the analyses built on them
+        (:meth:`~InstabilityResult.by_group`, :meth:`~InstabilityResult.pairwise`,
+        :meth:`~InstabilityResult.repeat_analysis`,
+        :meth:`~InstabilityResult.confidence_split`).
+
+    Raises
+    ------
+    TypeError
+        If ``k`` is not an int, ``predictions`` is neither integer nor float,
+        or ``labels`` holds something other than class indices, or ``threads``
+        is neither None nor an int.
+    ValueError
+        If ``predictions`` is not a non-empty 3-D array, ``k`` is outside
+        ``1..m``, ``n_classes`` is not positive, ``labels`` does not have one
+        non-empty set per image or holds an index out of range, ``top_scores``
+        is given with float scores or has the wrong shape, or ``threads`` is
+        outside ``1..MAX_THREADS``.
+
+    Examples
+    --------
+    Top-1 predictions of 4 images in 3 environments (-1: not seen there);
+    image 2 is right as class 3 or 4:
+
+    >>> import numpy as np
+    >>> import instab
+    >>> predictions = np.array([[[7], [7], [7]], [[2], [5], [2]], [[4], [3], [9]], [[0], [-1], [0]]])
+    >>> r = instab.instability(predictions, [7, 2, [3, 4], 1], k=1)
+    >>> r.rate, r.n_unstable, r.n_images
+    (0.5, 2, 4)
+    >>> r.unstable.tolist()
+    [False, True, True, False]
+    >>> r.accuracy.round(3).tolist()
+    [0.75, 0.667, 0.5]
+    >>> r.pairwise().round(2).tolist()
+    [[0.0, 0.33, 0.25], [0.33, 0.0, 0.67], [0.25, 0.67, 0.0]]
+
+    Float scores ``[images, environments, classes]`` work too, and carry the
+    top-1 confidence:
+
+    >>> scores = np.array([[[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]],
+    ...                    [[0.2, 0.2, 0.6], [0.1, 0.1, 0.8]]], dtype=np.float32)
+    >>> r = instab.instability(scores, [1, 2])
+    >>> r.unstable.tolist()
+    [True, False]
+    >>> print(r.confidence_split().unstable)
+    [0.7 0.6]
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k: expected an int, got {type(k).__name__}")
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))):
+        raise TypeError(f"n_classes: expected an int or None, got {n_classes!r}")
     pred = np.asarray(predictions)
     if pred.ndim != 3:
         raise ValueError(f"predictions: expected a 3-D array [images, environments, m], got shape {pred.shape}")
@@ -184,13 +252,14 @@ def instability(
             pred = pred.astype(np.float32)
         n_classes = pred.shape[2]
     elif pred.dtype not in (np.int32, np.int64):
+        _check_fits_int64(pred, n_classes)
         pred = pred.astype(np.int64)
     if n_classes is not None and n_classes < 1:
         raise ValueError(f"n_classes: must be positive, got {n_classes}")
     if not 1 <= k <= pred.shape[2]:
         raise ValueError(f"k: must be in 1..{pred.shape[2]} (the predictions' last axis), got {k}")
     label_sets = normalize_label_sets(labels, pred.shape[0], n_classes)
-    nthreads = _threads(threads)
+    nthreads = check_threads(threads)
 
     raw = core.instability(np.ascontiguousarray(pred), label_sets, int(k), int(n_classes or -1), nthreads)
 
@@ -220,12 +289,15 @@ def instability(
     )
 
 
-def _threads(threads: int | None) -> int:
-    if threads is None:
-        return os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads: expected a positive int or None, got {threads!r}")
-    return int(threads)
+def _check_fits_int64(pred: np.ndarray, n_classes: int | None) -> None:
+    # uint64 indices above 2**63 - 1 would wrap to negatives, -1 reading as "not observed".
+    if pred.dtype != np.uint64 or pred.max() <= np.iinfo(np.int64).max:
+        return
+    i, j, t = np.argwhere(pred > np.iinfo(np.int64).max)[0]
+    upper = n_classes - 1 if n_classes is not None else np.iinfo(np.int64).max - 1
+    raise ValueError(
+        f"predictions: class index {pred[i, j, t]} at [{i}, {j}] is out of range (expected -1 or 0..{upper})"
+    )
 
 
 def _top1(top_scores: Any, shape: tuple[int, int]) -> np.ndarray:

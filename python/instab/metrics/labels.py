@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 PAD = -1
+MAX_LABEL = 2**31 - 1  # label sets are int32
 
 
 def normalize_label_sets(labels: Any, n_images: int, n_classes: int | None = None) -> np.ndarray:
@@ -38,11 +39,11 @@ def normalize_label_sets(labels: Any, n_images: int, n_classes: int | None = Non
     if arr.size and arr.min() < PAD:
         bad = np.argwhere(arr < PAD)[0]
         raise ValueError(f"labels: negative class index {arr[tuple(bad)]} for image {bad[0]}")
-    if n_classes is not None and arr.size and arr.max() >= n_classes:
-        bad = np.argwhere(arr >= n_classes)[0]
-        raise ValueError(
-            f"labels: class index {arr[tuple(bad)]} for image {bad[0]} is out of range (0..{n_classes - 1})"
-        )
+    # Checked before the int32 conversion, which would wrap (2**32 + 7 -> 7, 2**64 - 1 -> -1).
+    upper = MAX_LABEL if n_classes is None else min(n_classes - 1, MAX_LABEL)
+    if arr.size and arr.max() > upper:
+        bad = np.argwhere(arr > upper)[0]
+        raise ValueError(f"labels: class index {arr[tuple(bad)]} for image {bad[0]} is out of range (0..{upper})")
     empty = ~(arr >= 0).any(axis=1)
     if empty.any():
         raise ValueError(f"labels: image {int(np.argmax(empty))} has an empty label set")
@@ -51,17 +52,27 @@ def normalize_label_sets(labels: Any, n_images: int, n_classes: int | None = Non
 
 def _as_row(item: Any, index: int) -> list[int]:
     if isinstance(item, (int, np.integer)):
-        return [int(item)]
+        return [_in_int32(int(item), index)]
     if isinstance(item, Iterable) and not isinstance(item, (str, bytes)):
         row = []
         for v in item:
             if not isinstance(v, (int, np.integer)):
                 raise TypeError(f"labels: image {index} holds {v!r}; class indices must be integers")
-            row.append(int(v))
+            row.append(_in_int32(int(v), index))
         return row
     raise TypeError(f"labels: image {index} holds {item!r}; expected an int or an iterable of ints")
 
+
+def _in_int32(v: int, index: int) -> int:
+    # Python ints of any size: out-of-range ones must not reach the int64 staging array.
+    if v < PAD:
+        raise ValueError(f"labels: negative class index {v} for image {index}")
+    if v > MAX_LABEL:
+        raise ValueError(f"labels: class index {v} for image {index} is out of range (0..{MAX_LABEL})")
+    return v
+
 __all__ = [
+    "MAX_LABEL",
     "PAD",
     "normalize_label_sets",
 ]

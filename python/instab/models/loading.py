@@ -9,7 +9,7 @@ graph where it can be and may be overridden. Built-in names:
   directory (no download).
 - ``"mobilenet-v2-int8-st"``, ``"mobilenet-v2-coral"``, ``"mobilenet-v1-0.5-128-st"``:
   the pretrained models of the project's shared model folder, found on the model
-  search path (see :func:`search_path`).
+  search path (``INSTAB_MODELS_DIR``, then the user cache; see :func:`search_path`).
 
 Graphs exported with a fixed batch of 1 are rewritten to a symbolic batch.
 """
@@ -17,6 +17,7 @@ Graphs exported with a fixed batch of 1 are rewritten to a symbolic batch.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+import platformdirs
 
+from instab.models import efficientnet as eff
 from instab.models import rewrites as _graph
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,8 +188,6 @@ _SPEC_KEY = "instab.spec"
 
 
 def _write_spec_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
-    import json
-
     for prop in list(proto.metadata_props):
         if prop.key == _SPEC_KEY:
             proto.metadata_props.remove(prop)
@@ -196,8 +197,6 @@ def _write_spec_metadata(proto: onnx.ModelProto, spec: ModelSpec) -> None:
 
 
 def _read_spec_metadata(proto: onnx.ModelProto) -> ModelSpec | None:
-    import json
-
     for prop in proto.metadata_props:
         if prop.key == _SPEC_KEY:
             fields = json.loads(prop.value)
@@ -228,11 +227,13 @@ def search_path() -> list[Path]:
     """Directories searched for model files named without a path, in order.
 
     1. each entry of the ``INSTAB_MODELS_DIR`` environment variable (``os.pathsep``-separated);
-    2. ``shared/models`` beside the source checkout (``<repo>/../shared/models``).
+    2. the user cache, :func:`cache_dir`.
+
+    Nothing else: an installed package does not know where a source checkout's data lies,
+    so a folder of models (e.g. the project's shared test models) is named by the variable.
     """
     dirs = [Path(p) for p in os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep) if p]
-    repo = Path(__file__).resolve().parents[2]
-    dirs.append(repo.parent / "shared" / "models")
+    dirs.append(cache_dir())
     return dirs
 
 
@@ -245,8 +246,6 @@ def _find(filename: str) -> Path | None:
 
 
 def _efficientnet_spec() -> ModelSpec:
-    from instab.models import efficientnet as eff
-
     return ModelSpec(
         layout="nchw",
         dtype="float32",
@@ -262,14 +261,10 @@ def _efficientnet_spec() -> ModelSpec:
 
 def cache_dir() -> Path:
     """Where built models are cached (``platformdirs.user_cache_dir("instab")/models``)."""
-    import platformdirs
-
     return Path(platformdirs.user_cache_dir("instab")) / "models"
 
 
 def _load_efficientnet_lite0() -> onnx.ModelProto:
-    from instab.models import efficientnet as eff
-
     pth = eff.weights_path()
     target = cache_dir() / f"efficientnet-lite0-{eff.weights_digest(pth)}.onnx"
     if target.is_file():

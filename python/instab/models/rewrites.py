@@ -15,6 +15,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from instab._shared.onnx_graph import (
+    attr,
+    constants,
+    dims,
+    graph_inputs,
+    initializer_names,
+    initializers,
+    opset_version,
+    producers,
+)
+
 BATCH_DIM = "N"
 # Ops that move or reshape data without changing values; quantized tensors pass through them.
 _PASSTHROUGH = {
@@ -24,29 +35,6 @@ _PASSTHROUGH = {
 # Ops walked through from the output back to the classifier layer.
 _HEAD_PASSTHROUGH = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Squeeze", "Flatten", "Identity",
                      "Transpose", "Cast"}
-
-
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {out: node for node in graph.node for out in node.output}
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    consts[node.output[0]] = numpy_helper.to_array(attr.t)
-    return consts
-
-
-def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
-    inits = {i.name for i in graph.initializer}
-    return [i for i in graph.input if i.name not in inits]
-
-
-def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value.type.tensor_type.shape.dim]
 
 
 # ---------------------------------------------------------------- dynamic batch
@@ -60,17 +48,17 @@ def make_batch_dynamic(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     dimension", when the target already has a -1); stale intermediate shapes
     (value_info) are dropped.
     """
-    ios = list(_graph_inputs(model.graph)) + list(model.graph.output)
-    if not any(_dims(v) and _dims(v)[0] == 1 for v in ios):
+    ios = graph_inputs(model.graph) + list(model.graph.output)
+    if not any(dims(v) and dims(v)[0] == 1 for v in ios):
         return model, False
     model = copy.deepcopy(model)
     graph = model.graph
-    for v in list(_graph_inputs(graph)) + list(graph.output):
-        dims = v.type.tensor_type.shape.dim
-        if len(dims) and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
-            dims[0].Clear()
-            dims[0].dim_param = BATCH_DIM
-    inits = {init.name: init for init in graph.initializer}
+    for v in graph_inputs(graph) + list(graph.output):
+        shape = v.type.tensor_type.shape.dim
+        if len(shape) and shape[0].HasField("dim_value") and shape[0].dim_value == 1:
+            shape[0].Clear()
+            shape[0].dim_param = BATCH_DIM
+    inits = initializers(graph)
     constant_nodes = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
     done: set[str] = set()
     for node in graph.node:
@@ -124,7 +112,7 @@ def _quantize_array(x: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axi
 
 
 def _saturation_clip(
-    node: onnx.NodeProto, data: str, consts: dict[str, np.ndarray], producers: dict, opset: int
+    node: onnx.NodeProto, data: str, consts: dict[str, np.ndarray], made_by: dict, opset: int
 ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]] | None:
     """A Clip equal to the saturation of an activation QuantizeLinear, or None when not needed.
 
@@ -136,7 +124,7 @@ def _saturation_clip(
     zp = consts.get(zp_name) if zp_name else np.zeros((), np.uint8)
     if scale is None or zp is None or scale.size != 1:
         return None
-    src = producers.get(data)
+    src = made_by.get(data)
     if src is not None and src.op_type == "Softmax":
         return None  # probabilities: keep them exact rather than capped at 255/256
     info = np.iinfo(zp.dtype)
@@ -148,13 +136,6 @@ def _saturation_clip(
     lo_t = numpy_helper.from_array(np.array(lo, np.float32), out + "_min")
     hi_t = numpy_helper.from_array(np.array(hi, np.float32), out + "_max")
     return helper.make_node("Clip", [data, lo_t.name, hi_t.name], [out], name=out), [lo_t, hi_t]
-
-
-def _axis(node: onnx.NodeProto) -> int:
-    for attr in node.attribute:
-        if attr.name == "axis":
-            return int(attr.i)
-    return 1
 
 
 def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -169,13 +150,13 @@ def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     model = copy.deepcopy(model)
     graph = model.graph
-    consts = _constants(graph)
+    consts = constants(graph)
     alias: dict[str, str] = {}
     from_q: set[str] = set()  # (original) names of tensors holding quantized copies of float activations
     new_consts: dict[str, np.ndarray] = {}
     kept: list[onnx.NodeProto] = []
-    producers = _producers(graph)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    made_by = producers(graph.node)
+    opset = opset_version(model, default=13)
 
     def resolve(name: str) -> str:
         while name in alias:
@@ -191,13 +172,13 @@ def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             data, scale, zp = ins[0], ins[1], ins[2]
             if data in consts and scale in consts and (not zp or zp in consts):
                 fn = _dequantize_array if node.op_type == "DequantizeLinear" else _quantize_array
-                value = fn(consts[data], consts[scale], consts[zp] if zp else None, _axis(node))
+                value = fn(consts[data], consts[scale], consts[zp] if zp else None, int(attr(node, "axis", 1)))
                 consts[node.output[0]] = value
                 new_consts[node.output[0]] = value
                 continue
             if node.op_type == "QuantizeLinear":
                 from_q.add(node.output[0])
-                clip = _saturation_clip(node, data, consts, producers, opset)
+                clip = _saturation_clip(node, data, consts, made_by, opset)
                 if clip is not None:
                     kept.append(clip[0])
                     for init in clip[1]:
@@ -224,7 +205,7 @@ def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             used.add(src)
         if out.type.tensor_type.elem_type in (TensorProto.UINT8, TensorProto.INT8):
             out.type.tensor_type.elem_type = TensorProto.FLOAT
-    old_inits = {i.name for i in graph.initializer}
+    old_inits = initializer_names(graph)
     keep_inits = [i for i in graph.initializer if i.name in used]
     keep_inits += [numpy_helper.from_array(new_consts[n], n) for n in sorted(used) if n in new_consts and n not in old_inits]
     del graph.initializer[:]
@@ -265,7 +246,7 @@ _DTYPES = {TensorProto.UINT8: "uint8", TensorProto.FLOAT: "float32", TensorProto
 def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
     """Read layout, dtype, size, classes and output kind from the graph."""
     graph = model.graph
-    inputs = _graph_inputs(graph)
+    inputs = graph_inputs(graph)
     if len(inputs) != 1:
         raise ValueError(f"model: expected one image input, found {len(inputs)}: {[i.name for i in inputs]}")
     if not graph.output:
@@ -274,25 +255,25 @@ def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
     in_type = inp.type.tensor_type.elem_type
     if in_type not in (TensorProto.UINT8, TensorProto.FLOAT):
         raise ValueError(f"model: input {inp.name!r} has element type {in_type}; expected uint8 or float32")
-    dims = _dims(inp)
-    if len(dims) != 4:
-        raise ValueError(f"model: input {inp.name!r} has shape {dims}; expected 4-D NHWC or NCHW")
-    if dims[3] == 3 and dims[1] != 3:
-        layout, hw = "nhwc", dims[1:3]
-    elif dims[1] == 3:
-        layout, hw = "nchw", dims[2:4]
+    in_dims = dims(inp)
+    if len(in_dims) != 4:
+        raise ValueError(f"model: input {inp.name!r} has shape {in_dims}; expected 4-D NHWC or NCHW")
+    if in_dims[3] == 3 and in_dims[1] != 3:
+        layout, hw = "nhwc", in_dims[1:3]
+    elif in_dims[1] == 3:
+        layout, hw = "nchw", in_dims[2:4]
     else:
-        raise ValueError(f"model: cannot tell the layout of input shape {dims}; pass spec with layout=")
+        raise ValueError(f"model: cannot tell the layout of input shape {in_dims}; pass spec with layout=")
     size = hw[0] if isinstance(hw[0], int) and hw[0] > 0 and hw[0] == hw[1] else 0
-    out_dims = _dims(out)
+    out_dims = dims(out)
     if len(out_dims) != 2 or not isinstance(out_dims[1], int):
         raise ValueError(f"model: output {out.name!r} has shape {out_dims}; expected [batch, classes]")
 
-    producers = _producers(graph)
-    consts = _constants(graph)
+    made_by = producers(graph.node)
+    consts = constants(graph)
     kind, name = "logits", out.name
-    while name in producers:
-        node = producers[name]
+    while name in made_by:
+        node = made_by[name]
         if node.op_type == "Softmax":
             kind = "probabilities"
             break
@@ -301,9 +282,9 @@ def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
         name = node.input[0]
     output_quant = None
     if out.type.tensor_type.elem_type in (TensorProto.UINT8, TensorProto.INT8):
-        node = producers.get(out.name)
+        node = made_by.get(out.name)
         while node is not None and node.op_type in ("Reshape", "Squeeze", "Flatten", "Identity"):
-            node = producers.get(node.input[0])
+            node = made_by.get(node.input[0])
         if node is None or node.op_type != "QuantizeLinear" or node.input[1] not in consts:
             raise ValueError(f"model: integer output {out.name!r} without a QuantizeLinear to read its scale from")
         zp = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1)
@@ -322,7 +303,7 @@ def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
     return GraphInfo(
         input_name=inp.name,
         input_dtype=_DTYPES[in_type],
-        input_shape=tuple(dims),
+        input_shape=tuple(in_dims),
         layout=layout,
         size=int(size),
         output_name=out.name,
@@ -339,11 +320,11 @@ def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
 def find_embedding(model: onnx.ModelProto) -> str:
     """Name of the tensor feeding the final classifier layer (Gemm, MatMul or 1x1 Conv)."""
     graph = model.graph
-    producers = _producers(graph)
-    consts = _constants(graph)
+    made_by = producers(graph.node)
+    consts = constants(graph)
     name = graph.output[0].name
-    while name in producers:
-        node = producers[name]
+    while name in made_by:
+        node = made_by[name]
         if node.op_type in ("Gemm", "MatMul", "Conv"):
             return node.input[0]
         if node.op_type == "Add":

@@ -1,116 +1,99 @@
 """``instab characterize``: one of the source study's experiments on a folder of labelled images.
 
-Each experiment returns printable text and a JSON-able dict; the command writes
-``<experiment>.txt`` and ``<experiment>.json`` into the output folder.
+:func:`run_experiment` dispatches by name and returns a
+:class:`~instab.studies.result.StudyResult`; the command prints its ``to_text()``
+and writes ``<experiment>.txt`` and ``<experiment>.json`` (its ``to_dict()``).
+The ``mitigation`` experiment has its own options and runs through
+``instab.cli.mitigation``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, is_dataclass
-from pathlib import Path
+import os
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from instab.environments import devices
+from instab.io.labels import read_labels_csv
 from instab.studies import environment as experiments
+from instab.studies.environment import ExperimentTable, ExperimentTables
+from instab.studies.isp import isp_experiment, psnr_experiment
+from instab.studies.result import StudyResult
+from instab.studies.runtime import runtime_experiment
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
+#: The experiments of ``instab characterize --experiment`` (``mitigation`` runs through its own module).
+EXPERIMENT_NAMES = ["compression-quality", "compression-format", "isp", "isp-psnr", "noise", "runtime", "devices",
+                    "top-k", "mitigation"]
 
-def _tables(tables: Any) -> tuple[str, Any]:
-    tables = tables if isinstance(tables, list) else [tables]
-    return "\n\n".join(t.to_text() for t in tables), [t.to_dict() for t in tables]
+
+def _as_tables(name: str, result: ExperimentTable | ExperimentTables) -> ExperimentTables:
+    return result if isinstance(result, ExperimentTables) else ExperimentTables(name, [result])
 
 
-def run_env_experiment(name: str, images: str, labels: str, models: Sequence[str], *, limit: int | None,
-                       seed: int, threads: int | None) -> tuple[str, Any]:
-    """The experiments that are a list of environments, one table per model."""
-    kwargs = {"limit": limit, "seed": seed, "threads": threads}
+def run_env_experiment(name: str, images: str | os.PathLike, labels: str | os.PathLike, models: Sequence[str], *,
+                       limit: int | None = None, seed: int = 0, threads: int | None = None) -> ExperimentTables:
+    """The experiments that are a list of environments, one table per model (and per sweep for ``noise``)."""
+    kwargs: dict[str, Any] = {"limit": limit, "seed": seed, "threads": threads}
+    models = list(models)
     if name == "compression-quality":
-        return _tables(experiments.compression_quality(images, labels, list(models), **kwargs))
+        return _as_tables(name, experiments.compression_quality(images, labels, models, **kwargs))
     if name == "compression-format":
-        return _tables(experiments.compression_format(images, labels, list(models), **kwargs))
+        return _as_tables(name, experiments.compression_format(images, labels, models, **kwargs))
     if name == "noise":
-        text1, data1 = _tables(experiments.noise_sweep(images, labels, list(models), **kwargs))
-        text2, data2 = _tables(experiments.phone_sweep(images, labels, list(models), **kwargs))
-        return text1 + "\n\n" + text2, data1 + data2
+        noise = _as_tables(name, experiments.noise_sweep(images, labels, models, **kwargs))
+        phone = _as_tables(name, experiments.phone_sweep(images, labels, models, **kwargs))
+        return ExperimentTables(name, noise.tables + phone.tables)
     if name in ("devices", "top-k"):
         envs = [f"device:{d}" for d in devices.names()]
-        return _tables(experiments.run_environments(images, labels, list(models), envs, name=name, **kwargs))
+        return _as_tables(name, experiments.run_environments(images, labels, models, envs, name=name, **kwargs))
     raise ValueError(f"experiment: unknown {name!r}")
 
 
-def run_isp(images: str, labels: str, model: str, *, limit: int | None, seed: int, threads: int | None
-            ) -> tuple[str, Any]:
-    from instab import Classifier, models as _models
-    from instab._shared.decode import decode
-    from instab.io.manifest import read_labels_csv
-    from instab.studies.isp import isp_table, raw_mitigation
+def run_experiment(
+    name: str, images: str | os.PathLike | None, labels: str | os.PathLike | None,
+    models: Sequence[str] | None = None, *, raw: str | os.PathLike | None = None, limit: int | None = None,
+    seed: int = 0, threads: int | None = None,
+) -> StudyResult:
+    """Run experiment ``name`` (one of :data:`EXPERIMENT_NAMES` but ``mitigation``).
 
-    items, _ = read_labels_csv(labels, images, limit)
-    pixels = [decode(str(it.path)) for it in items]
-    label_sets = [it.labels for it in items]
-    clf = Classifier(_models.load(model), threads=threads)
-    table = isp_table(pixels, label_sets, clf, seed=seed)
-    mitigation = raw_mitigation(pixels, label_sets, clf, seed=seed)
-    text = table.markdown() + "\n\nRaw mitigation:\n" + mitigation.markdown()
-    return text, {"isp": _plain(table), "raw_mitigation": _plain(mitigation)}
+    Parameters
+    ----------
+    name
+        The experiment.
+    images, labels
+        The labelled folder: images and the labels CSV (``file``, ``class_index``).
+        ``isp-psnr`` may go without them when ``raw`` is given.
+    models
+        Model names or paths; None: :data:`DEFAULT_MODEL` (``isp`` uses the first;
+        ``runtime``: the int8 model and another build of it, default the built-in pair).
+    raw
+        ``isp-psnr``: the raw frame folder (``meta.json`` and headerless mosaics).
+    limit, seed, threads
+        The first ``limit`` images of the CSV; seed of the randomized environments;
+        worker threads (None: all cores).
+    """
+    if name == "mitigation":
+        raise ValueError("mitigation: run it with `instab characterize --experiment mitigation` (its own options)")
+    if name == "isp-psnr":
+        paths = None
+        if images is not None and labels is not None:
+            paths = [it.path for it in read_labels_csv(labels, images, limit)[0]]
+        return psnr_experiment(paths, raw)
+    if images is None or labels is None:
+        raise ValueError(f"{name}: images and labels are required")
+    if name == "runtime":
+        return runtime_experiment(images, labels, models, limit=limit)
+    models = list(models) if models else [DEFAULT_MODEL]
+    if name == "isp":
+        return isp_experiment(images, labels, models[0], limit=limit, seed=seed, threads=threads)
+    return run_env_experiment(name, images, labels, models, limit=limit, seed=seed, threads=threads)
 
-
-def run_runtime(images: str, labels: str, *, limit: int | None) -> tuple[str, Any]:
-    from instab.io.manifest import read_labels_csv
-    from instab.studies.runtime import compare_runtimes
-
-    items, _ = read_labels_csv(labels, images, limit)
-    study = compare_runtimes([str(it.path) for it in items], [it.labels for it in items])
-    return study.table(), {"configs": study.names, "instability_top1": study.top1.rate,
-                           "instability_topk": study.topk.rate, "accuracy": study.top1.accuracy.tolist()}
-
-
-def _plain(obj: Any) -> Any:
-    if is_dataclass(obj):
-        return {k: _plain(v) for k, v in asdict(obj).items()}
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
-EXPERIMENT_NAMES = ["compression-quality", "compression-format", "isp", "noise", "runtime", "devices", "top-k",
-                    "mitigation"]
-
-
-def run(name: str, images: str, labels: str, models: Sequence[str], out: str | Path | None, *,
-        limit: int | None = None, seed: int = 0, threads: int | None = None,
-        printer: Callable[[str], None] = print) -> dict[str, Any]:
-    if name in ("isp",):
-        text, data = run_isp(images, labels, models[0], limit=limit, seed=seed, threads=threads)
-    elif name == "runtime":
-        text, data = run_runtime(images, labels, limit=limit)
-    else:
-        text, data = run_env_experiment(name, images, labels, models, limit=limit, seed=seed, threads=threads)
-    printer(text)
-    if out is not None:
-        import json
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}.txt").write_text(text + "\n")
-        (out / f"{name}.json").write_text(json.dumps(_plain(data), indent=1))
-    return {"text": text, "data": data}
 
 __all__ = [
     "DEFAULT_MODEL",
     "EXPERIMENT_NAMES",
-    "run",
     "run_env_experiment",
-    "run_isp",
-    "run_runtime",
+    "run_experiment",
 ]

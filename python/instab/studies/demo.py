@@ -18,18 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from instab.environments import devices
-from instab.io.manifest import read_labels_csv
+from instab.io.labels import read_labels_csv
+from instab.io.store import ResultStore
 from instab.metrics.instability import instability
 from instab.workflow.report import write_report
 from instab.workflow.score import score_manifest
 from instab.workflow.simulate import simulate
-from instab.io.store import ResultStore
 
 MODEL = "efficientnet-lite0"
 
 
 @dataclass(frozen=True)
 class DemoPhoto:
+    """A photo shipped inside an installed package, with its hand-assigned ImageNet label set."""
+
     package: str  # where the file ships
     relpath: str
     labels: tuple[int, ...]  # ImageNet-1k indices that are right for this photo
@@ -64,6 +66,7 @@ FAMILIES = {
 
 
 def photo_path(photo: DemoPhoto) -> Path:
+    """Where ``photo`` lies in its installed package."""
     return Path(str(files(photo.package) / photo.relpath))
 
 
@@ -83,6 +86,7 @@ def write_photo_set(folder: Path) -> Path:
 
 
 def run_demo(out: str | os.PathLike, seed: int = 0) -> int:
+    """Simulate, score and report the demo photos into ``out``; prints the tables; returns the exit code (0)."""
     out_dir = Path(out)
     labels_csv = write_photo_set(out_dir / "photos")
     items, errors = read_labels_csv(labels_csv, "/")

@@ -7,7 +7,8 @@ per environment, the mean encoded size (codecs), accuracy and how many images
 change between right and wrong relative to the first environment, then the
 instability over all the environments (the shape of the source study's
 Tables 2 and 3). Tables have a plain-text (:meth:`ExperimentTable.to_text`) and
-a dict (:meth:`ExperimentTable.to_dict`) form.
+a dict (:meth:`ExperimentTable.to_dict`) form (the :class:`~instab.studies.result.StudyResult`
+protocol); several models give an :class:`ExperimentTables`, one table per model.
 
 Randomized environments (noise, ``distort:phone``) are keyed by the image's
 position in the CSV, so a run is reproducible and does not depend on chunking
@@ -17,18 +18,21 @@ or thread counts.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
-from PIL import Image
 
-from instab.io.manifest import LabeledImage, read_labels_csv
-from instab.environments.registry import Environment, parse
+from instab._shared.decode import decode
+from instab._shared.textform import Spec
+from instab.environments.distort import fmt_number
+from instab.environments.registry import Environment, EnvOutput, parse
+from instab.io.labels import LabeledImage, read_labels_csv
 from instab.metrics.instability import instability
+from instab.studies.result import to_plain
 
 #: Environments of the compression-quality experiment (source study, Table 2).
 QUALITY_ENVIRONMENTS = ("jpeg:q=100", "jpeg:q=85", "jpeg:q=50")
@@ -70,8 +74,8 @@ class ExperimentTable:
     errors: list[str] = field(default_factory=list, repr=False)  # first few error messages
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types only (JSON-serializable)."""
-        return {
+        """Plain types only (JSON-serializable; an undefined rate is None)."""
+        return to_plain({
             "name": self.name,
             "model": self.model,
             "n_images": self.n_images,
@@ -94,7 +98,7 @@ class ExperimentTable:
                 for r in self.rows
             ],
             "errors": list(self.errors),
-        }
+        })
 
     def to_text(self) -> str:
         """A fixed-width table; "flips" compares each environment with the first row's."""
@@ -117,17 +121,47 @@ class ExperimentTable:
         return self.to_text()
 
 
+@dataclass(frozen=True)
+class ExperimentTables(Sequence[ExperimentTable]):
+    """One experiment's tables (one per model, or per sweep), as a sequence and as one result."""
+
+    name: str
+    tables: list[ExperimentTable]
+
+    @overload
+    def __getitem__(self, index: int) -> ExperimentTable: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ExperimentTable]: ...
+
+    def __getitem__(self, index: int | slice) -> ExperimentTable | list[ExperimentTable]:
+        return self.tables[index]
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def __iter__(self) -> Iterator[ExperimentTable]:
+        return iter(self.tables)
+
+    def to_text(self) -> str:
+        """The tables' text, separated by blank lines."""
+        return "\n\n".join(t.to_text() for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"experiment": name, "tables": [table.to_dict(), ...]}``."""
+        return {"experiment": self.name, "tables": [t.to_dict() for t in self.tables]}
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
 class Original(Environment):
     """The images as decoded from their files (the reference for noise and phone sweeps)."""
 
     def __init__(self) -> None:
-        from instab.environments.registry import Spec
-
         super().__init__(Spec("original"))
 
-    def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0):
-        from instab.environments.registry import EnvOutput
-
+    def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
         return EnvOutput(images, None, [None if im is not None else "no input image" for im in images])
 
 
@@ -152,8 +186,7 @@ def _classifier(model: ModelLike, threads: int | None) -> tuple[Any, str]:
 
 def _load_image(path: Path) -> tuple[np.ndarray | None, str | None]:
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB")), None
+        return decode(path), None
     except Exception as exc:  # a corrupt file is a per-item error
         return None, f"{path.name}: {type(exc).__name__}: {exc}"
 
@@ -169,14 +202,15 @@ def run_environments(
     seed: int = 0,
     chunk: int = 64,
     threads: int | None = None,
-) -> ExperimentTable | list[ExperimentTable]:
+) -> ExperimentTable | ExperimentTables:
     """Classify every image under every environment; one table per model.
 
     Args:
         images_dir: folder the CSV's ``file`` column is relative to.
         labels_csv: CSV with ``file`` and ``class_index`` columns (``a|b`` for several labels).
         model: a model name/path, Model or Classifier, or a sequence of them (the
-            environments then run once and every model sees the same images).
+            environments then run once, every model sees the same images, and an
+            :class:`ExperimentTables` comes back).
         environments: environment texts (``"original"`` = the decoded files).
         limit: use only the first ``limit`` images.
         seed: seed of the randomized environments.
@@ -228,7 +262,7 @@ def run_environments(
     for m, (_, model_name) in enumerate(classifiers):
         tables.append(_table(name, model_name, envs, classes[m], labels, sizes, env_errors + model_errors[m],
                              errors))
-    return tables[0] if single else tables
+    return tables[0] if single else ExperimentTables(name, tables)
 
 
 def _table(name: str, model_name: str, envs: Sequence[Environment], classes: np.ndarray, labels: list,
@@ -263,7 +297,7 @@ def compression_quality(
     model: ModelLike | Sequence[ModelLike],
     qualities: Sequence[int] = (100, 85, 50),
     **kwargs: Any,
-) -> ExperimentTable | list[ExperimentTable]:
+) -> ExperimentTable | ExperimentTables:
     """JPEG at each quality (default 100, 85, 50): size, accuracy, instability (source study, Table 2)."""
     envs = [f"jpeg:q={int(q)}" for q in qualities]
     return run_environments(images_dir, labels_csv, model, envs, name="compression-quality", **kwargs)
@@ -275,7 +309,7 @@ def compression_format(
     model: ModelLike | Sequence[ModelLike],
     formats: Sequence[str] = FORMAT_ENVIRONMENTS,
     **kwargs: Any,
-) -> ExperimentTable | list[ExperimentTable]:
+) -> ExperimentTable | ExperimentTables:
     """JPEG, PNG, WebP, HEIF and AVIF at their default settings (source study, Table 3)."""
     return run_environments(images_dir, labels_csv, model, list(formats), name="compression-format", **kwargs)
 
@@ -286,10 +320,8 @@ def noise_sweep(
     model: ModelLike | Sequence[ModelLike],
     sigmas: Sequence[float] = NOISE_SIGMAS,
     **kwargs: Any,
-) -> ExperimentTable | list[ExperimentTable]:
+) -> ExperimentTable | ExperimentTables:
     """Gaussian pixel noise at each sigma, against the original images (first row)."""
-    from instab.environments.distort import fmt_number
-
     envs = ["original"] + [f"noise:gaussian,sigma={fmt_number(s)}" for s in sigmas]
     return run_environments(images_dir, labels_csv, model, envs, name="noise-sweep", **kwargs)
 
@@ -300,65 +332,16 @@ def phone_sweep(
     model: ModelLike | Sequence[ModelLike],
     strengths: Sequence[float] = PHONE_STRENGTHS,
     **kwargs: Any,
-) -> ExperimentTable | list[ExperimentTable]:
+) -> ExperimentTable | ExperimentTables:
     """``distort:phone`` at each strength, against the original images (first row)."""
-    from instab.environments.distort import fmt_number
-
     envs = ["original"] + [f"distort:phone,strength={fmt_number(s)}" for s in strengths]
     return run_environments(images_dir, labels_csv, model, envs, name="phone-sweep", **kwargs)
 
 
-EXPERIMENTS = {
-    "compression-quality": compression_quality,
-    "compression-format": compression_format,
-    "noise-sweep": noise_sweep,
-    "phone-sweep": phone_sweep,
-}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m instab.studies.environment IMAGES_DIR [--labels CSV] [--models M ...] [--out DIR]``.
-
-    Runs the experiments for every model and prints the tables; with ``--out``
-    also writes ``<experiment>.txt`` and ``<experiment>.json`` there.
-    """
-    import argparse
-    import json
-    import time
-
-    ap = argparse.ArgumentParser(prog="python -m instab.studies.environment", description=main.__doc__)
-    ap.add_argument("images_dir")
-    ap.add_argument("--labels", help="labels CSV (default: IMAGES_DIR/labels.csv)")
-    ap.add_argument("--models", nargs="+", default=["mobilenet_v2_1.0_224_int8_st", "efficientnet-lite0"])
-    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
-    ap.add_argument("--limit", type=int)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--out", help="folder for .txt and .json tables")
-    args = ap.parse_args(argv)
-    labels = args.labels or str(Path(args.images_dir) / "labels.csv")
-    out = Path(args.out) if args.out else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-    for name in args.experiments:
-        start = time.perf_counter()
-        tables = EXPERIMENTS[name](args.images_dir, labels, list(args.models), limit=args.limit, seed=args.seed,
-                                   threads=args.threads)
-        text = "\n\n".join(t.to_text() for t in tables) + f"\n({time.perf_counter() - start:.0f} s)\n"
-        print(text, flush=True)
-        if out:
-            (out / f"{name}.txt").write_text(text)
-            (out / f"{name}.json").write_text(json.dumps([t.to_dict() for t in tables], indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 __all__ = [
-    "EXPERIMENTS",
     "EnvironmentRow",
     "ExperimentTable",
+    "ExperimentTables",
     "FORMAT_ENVIRONMENTS",
     "ModelLike",
     "NOISE_SIGMAS",
@@ -367,7 +350,6 @@ __all__ = [
     "QUALITY_ENVIRONMENTS",
     "compression_format",
     "compression_quality",
-    "main",
     "noise_sweep",
     "phone_sweep",
     "run_environments",

@@ -10,27 +10,35 @@
 - :func:`raw_frame_psnr`: the shared real raw frame developed by instab and by
   LibRaw through a DNG written by :func:`instab.isp.write_dng`.
 
-Run all three: ``python -m instab.studies.isp --samples DIR --raw DIR``.
+- :func:`round_trip_psnr`: unprocess -> develop PSNR on photographs, per demosaic.
+
+``instab characterize --experiment isp`` runs the first two (:func:`isp_experiment`),
+``--experiment isp-psnr`` the last two (:func:`psnr_experiment`).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from instab import environments, isp
+from instab import models as _models
+from instab._shared.decode import decode
 from instab.environments.isp_kinds import IspEnvironment, develop_libraw
+from instab.inference.classifier import Classifier
+from instab.io.labels import read_labels_csv
 from instab.metrics.instability import instability
+from instab.metrics.labels import normalize_label_sets
+from instab.studies.result import to_plain
 
 # The Table-4 ISPs: LibRaw's demosaics with camera white balance and the sRGB
 # curve, two LibRaw option changes, and instab's pipeline with each demosaic.
@@ -75,7 +83,7 @@ class IspTable:
     def markdown(self) -> str:
         lines = ["| ISP | top-1 | top-5 | failed |", "|---|---|---|---|"]
         lines.append(f"| (original sRGB, no ISP) | {self.original_top1:.3f} | {self.original_top5:.3f} | - |")
-        for name, a1, a5, e in zip(self.isps, self.top1, self.top5, self.errors):
+        for name, a1, a5, e in zip(self.isps, self.top1, self.top5, self.errors, strict=True):
             lines.append(f"| `{name}` | {a1:.3f} | {a5:.3f} | {e} |")
         lines.append(
             f"\nInstability across all {len(self.isps)} ISPs ({self.n_images} images): "
@@ -85,9 +93,17 @@ class IspTable:
         )
         return "\n".join(lines)
 
+    def to_text(self) -> str:
+        """The markdown table (:meth:`markdown`)."""
+        return self.markdown()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field; NaN rates (fewer than two ISPs of a kind) as None."""
+        return to_plain(self)
+
 
 @dataclass
-class MitigationResult:
+class RawMitigationResult:
     """Instability between two simulated devices, as shipped vs developed through one pipeline."""
 
     devices: list[str]
@@ -112,20 +128,78 @@ class MitigationResult:
             f"\nDevice A: {self.devices[0]}; device B: {self.devices[1]} ({self.n_images} images).",
         ])
 
+    def to_text(self) -> str:
+        """The markdown table (:meth:`markdown`)."""
+        return self.markdown()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, JSON types only."""
+        return to_plain(self)
+
+
+@dataclass
+class IspStudy:
+    """``instab characterize --experiment isp``: the ISP table and the raw mitigation on the same images."""
+
+    isp: IspTable
+    raw_mitigation: RawMitigationResult
+
+    def to_text(self) -> str:
+        """Both tables, the raw mitigation under its own heading."""
+        return self.isp.markdown() + "\n\nRaw mitigation:\n" + self.raw_mitigation.markdown()
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"isp": ..., "raw_mitigation": ...}``."""
+        return {"isp": self.isp.to_dict(), "raw_mitigation": self.raw_mitigation.to_dict()}
+
+
+@dataclass
+class PsnrStudy:
+    """``instab characterize --experiment isp-psnr``: round-trip PSNR and the real raw frame vs LibRaw.
+
+    ``round_trip``: {blur radius as text: :func:`round_trip_psnr`'s dict}, empty without images;
+    ``raw_frame``: :func:`raw_frame_psnr`'s rows, empty without a raw folder.
+    """
+
+    n_images: int
+    round_trip: dict[str, dict[str, dict[str, float]]]
+    raw_frame: list[dict[str, Any]]
+
+    def to_text(self) -> str:
+        """A table per part: PSNR per demosaic and blur, then per raw file and method pair."""
+        parts = []
+        if self.round_trip:
+            lines = [f"Round trip unprocess -> develop, {self.n_images} images (dB):",
+                     "| blur | demosaic | median | min | share >= 30 dB |", "|---|---|---|---|---|"]
+            for blur, per in self.round_trip.items():
+                lines += [f"| {blur} | {d} | {v['median']:.2f} | {v['min']:.2f} | {v['share_30dB']:.3f} |"
+                          for d, v in per.items()]
+            parts.append("\n".join(lines))
+        if self.raw_frame:
+            pairs = [k for k in self.raw_frame[0] if k not in ("file", "pattern")]
+            lines = ["The raw frame, instab vs LibRaw (dB):", "| file | pattern | " + " | ".join(pairs) + " |",
+                     "|---|---|" + "---|" * len(pairs)]
+            lines += [f"| {r['file']} | {r['pattern']} | " + " | ".join(f"{r[p]:.2f}" for p in pairs) + " |"
+                      for r in self.raw_frame]
+            parts.append("\n".join(lines))
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"n_images": ..., "round_trip": {...}, "raw_frame": [...]}``."""
+        return to_plain({"n_images": self.n_images, "round_trip": self.round_trip, "raw_frame": self.raw_frame})
+
 
 def load_samples(samples_dir: str | Path, limit: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """The labelled photographs of ``samples_dir/labels.csv`` as RGB arrays and int labels."""
-    from instab.io.manifest import read_labels_csv
-
     items, errors = read_labels_csv(Path(samples_dir) / "labels.csv")
     if errors:
         raise ValueError(f"{samples_dir}: {len(errors)} bad label rows, first: {errors[0]}")
     items = sorted(items, key=lambda it: it.path.name)[:limit]
-    images = [np.asarray(Image.open(it.path).convert("RGB")) for it in items]
+    images = [decode(it.path) for it in items]
     return images, np.array([it.labels[0] for it in items], dtype=np.int64)
 
 
-def _predict(classifier: Any, images: Sequence[np.ndarray | None], k: int) -> np.ndarray:
+def _predict(classifier: Any, images: Sequence[np.ndarray | None] | np.ndarray, k: int) -> np.ndarray:
     """Ranked classes [n, k]; -1 rows for images that failed earlier or in the classifier."""
     out = np.full((len(images), k), -1, dtype=np.int64)
     idx = [i for i, im in enumerate(images) if im is not None]
@@ -137,27 +211,32 @@ def _predict(classifier: Any, images: Sequence[np.ndarray | None], k: int) -> np
     return out
 
 
-def _rates(pred: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+def _share_correct(pred: np.ndarray, labels: Any, k: int) -> float:
+    """Share of all images whose top-k ``pred`` [n, >=k] holds a correct class (failed images count as wrong)."""
+    sets = normalize_label_sets(labels, len(pred))[:, None, :]  # [n, 1, L], padded with -1
+    return float(((pred[:, :k, None] == sets) & (sets >= 0)).any(axis=(1, 2)).mean())
+
+
+def _rates(pred: np.ndarray, labels: Any) -> tuple[float, float, np.ndarray, np.ndarray]:
     r1 = instability(pred, labels, k=1)
     r5 = instability(pred, labels, k=5)
     return r1.rate, r5.rate, r1.accuracy, r5.accuracy
 
 
 def isp_table(
-    images: Sequence[np.ndarray], labels: np.ndarray, classifier: Any, isps: Sequence[str] = DEFAULT_ISPS,
+    images: Sequence[np.ndarray], labels: Any, classifier: Any, isps: Sequence[str] = DEFAULT_ISPS,
     seed: int = 0, shot_noise: float = SHOT_NOISE, read_noise: float = READ_NOISE,
 ) -> IspTable:
     """Accuracy per ISP and instability across ISPs (the source study's Table 4 shape).
 
     Every ISP develops the same simulated capture of each image: unprocessing and
     noise are keyed by (seed, image index), and each name gets the noise unless it
-    sets its own ``shot=``/``read=``.
+    sets its own ``shot=``/``read=``. ``labels``: int [n], or one set of correct
+    classes per image.
     """
     t0 = time.perf_counter()
     original = _predict(classifier, images, 5)
-    labels_col = np.asarray(labels).reshape(-1, 1)
-    orig1 = float(np.mean(original[:, 0] == labels_col[:, 0]))
-    orig5 = float(np.mean((original == labels_col).any(axis=1)))
+    orig1, orig5 = _share_correct(original, labels, 1), _share_correct(original, labels, 5)
     preds, errors = [], []
     for name in isps:
         if "shot=" not in name and "read=" not in name:
@@ -169,9 +248,13 @@ def isp_table(
     rate1, rate5, acc1, acc5 = _rates(pred, labels)
     libraw = [i for i, s in enumerate(isps) if "libraw-" in s]
     ours = [i for i, s in enumerate(isps) if "instab-" in s]
-    sub = lambda cols: instability(pred[:, cols], labels, k=1).rate if len(cols) >= 2 else float("nan")  # noqa: E731
+
+    def sub(cols: list[int]) -> float:  # instability among some of the ISPs; undefined for fewer than two
+        return instability(pred[:, cols], labels, k=1).rate if len(cols) >= 2 else float("nan")
+
     return IspTable(
-        isps=list(isps), n_images=len(images), original_top1=orig1, original_top5=orig5, top1=acc1.tolist(), top5=acc5.tolist(), errors=errors,
+        isps=list(isps), n_images=len(images), original_top1=orig1, original_top5=orig5, top1=acc1.tolist(),
+        top5=acc5.tolist(), errors=errors,
         instability_top1=rate1, instability_top5=rate5, instability_libraw_top1=sub(libraw),
         instability_instab_top1=sub(ours), seconds=time.perf_counter() - t0,
     )
@@ -181,15 +264,15 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     """A device's codec: JPEG (Pillow/libjpeg, 4:2:0) encode and decode."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return decode(buf.getvalue())
 
 
 def raw_mitigation(
-    images: Sequence[np.ndarray], labels: np.ndarray, classifier: Any, seed: int = 0,
+    images: Sequence[np.ndarray], labels: Any, classifier: Any, seed: int = 0,
     device_a: str = "isp:libraw-ahd,pattern=rggb", codec_a: int = 90,
     device_b: str = "isp:libraw-vng,awb,gamma=bt709,pattern=grbg", codec_b: int = 70,
     consistent: str = "malvar", shot_noise: float = SHOT_NOISE, read_noise: float = READ_NOISE,
-) -> MitigationResult:
+) -> RawMitigationResult:
     """Two devices with their own capture, ISP and JPEG quality vs their raw through one pipeline.
 
     Device X captures raw_X = unprocess(image) with its own Bayer layout and its
@@ -224,7 +307,7 @@ def raw_mitigation(
     con = np.stack(consistent_out, axis=1)
     d1, d5, dacc, _ = _rates(dev, labels)
     c1, c5, cacc, _ = _rates(con, labels)
-    return MitigationResult(
+    return RawMitigationResult(
         devices=[f"{device_a} + JPEG q={codec_a}", f"{device_b} + JPEG q={codec_b}"],
         consistent=f"instab-{consistent}", n_images=len(images), device_top1=dacc.tolist(),
         consistent_top1=cacc.tolist(), instability_devices_top1=d1, instability_consistent_top1=c1,
@@ -232,7 +315,7 @@ def raw_mitigation(
     )
 
 
-def raw_frame_psnr(raw_dir: str | Path) -> list[dict[str, Any]]:
+def raw_frame_psnr(raw_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """PSNR (dB) between instab's and LibRaw's development of the shared real frame, per file and method pair."""
     raw_dir = Path(raw_dir)
     meta_j = json.loads((raw_dir / "meta.json").read_text())
@@ -254,17 +337,24 @@ def raw_frame_psnr(raw_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def round_trip_psnr(
-    samples_dir: str | Path, limit: int = 40, blur: float = 0.0, pattern: str = "rggb"
+    samples: str | os.PathLike | Sequence[str | os.PathLike], limit: int | None = 40, blur: float = 0.0,
+    pattern: str = "rggb",
 ) -> dict[str, dict[str, float]]:
-    """unprocess -> develop (no noise) PSNR over the first ``limit`` sample photographs, per demosaic.
+    """unprocess -> develop (no noise) PSNR over photographs, per demosaic.
 
-    ``blur``: Gaussian blur radius (pixels) applied first, standing in for a camera's
-    optical low-pass filter (sharpened JPEGs hold detail at the Nyquist limit that no
-    Bayer sensor records). Returns median, minimum and share >= 30 dB per demosaic.
+    ``samples``: image files, or a folder whose ``*.JPEG`` files are used in name
+    order; ``limit`` keeps the first N (None: all). ``blur``: Gaussian blur radius
+    (pixels) applied first, standing in for a camera's optical low-pass filter
+    (sharpened JPEGs hold detail at the Nyquist limit that no Bayer sensor
+    records). Returns median, minimum and share >= 30 dB per demosaic.
     """
-    from PIL import ImageFilter
-
-    files = sorted(Path(samples_dir).glob("*.JPEG"))[:limit]
+    if isinstance(samples, (str, os.PathLike)):
+        files = sorted(Path(samples).glob("*.JPEG"))
+    else:
+        files = [Path(f) for f in samples]
+    files = files[:limit]
+    if not files:
+        raise ValueError(f"round trip: no images in {samples}")
     psnr: dict[str, list[float]] = {d: [] for d in isp.DEMOSAICS}
     for f in files:
         im = Image.open(f).convert("RGB")
@@ -281,57 +371,46 @@ def round_trip_psnr(
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=Path, help="labelled images (labels.csv), e.g. ../shared/data/imagenet-samples")
-    ap.add_argument("--raw", type=Path, help="the shared raw frame folder, e.g. ../shared/data/raw")
-    ap.add_argument("--model", default="mobilenet_v2_1.0_224_int8_st")
-    ap.add_argument("--limit", type=int, default=None, help="use the first N images")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, help="write the results as JSON")
-    ap.add_argument("--round-trip", action="store_true", help="round-trip PSNR on the samples (no classifier)")
-    args = ap.parse_args(argv)
-    results: dict[str, Any] = {}
-    if args.round_trip and args.samples:
-        for blur in (0.0, 1.0):
-            results[f"round_trip_blur{blur}"] = round_trip_psnr(args.samples, args.limit or 40, blur)
-            print(f"round trip, blur {blur}:", results[f"round_trip_blur{blur}"])
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2))
-        return 0
-    if args.raw:
-        results["raw_frame_psnr"] = raw_frame_psnr(args.raw)
-        for row in results["raw_frame_psnr"]:
-            print(row)
-    if args.samples:
-        import instab
-        from instab import models
-
-        classifier = instab.Classifier(models.load(args.model))
-        images, labels = load_samples(args.samples, args.limit)
-        table = isp_table(images, labels, classifier, seed=args.seed)
-        print(table.markdown(), f"\n({table.seconds:.0f} s)\n")
-        mit = raw_mitigation(images, labels, classifier, seed=args.seed)
-        print(mit.markdown())
-        results["isp_table"] = asdict(table)
-        results["raw_mitigation"] = asdict(mit)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
-    return 0
+def isp_experiment(
+    images_dir: str | os.PathLike, labels_csv: str | os.PathLike, model: Any, *, limit: int | None = None,
+    seed: int = 0, threads: int | None = None,
+) -> IspStudy:
+    """:func:`isp_table` and :func:`raw_mitigation` on a labelled folder with one model (name, path or Model)."""
+    items, _ = read_labels_csv(labels_csv, images_dir, limit)
+    pixels = [decode(str(it.path)) for it in items]
+    label_sets = [it.labels for it in items]
+    clf = Classifier(model if isinstance(model, _models.Model) else _models.load(model), threads=threads)
+    table = isp_table(pixels, label_sets, clf, seed=seed)
+    return IspStudy(table, raw_mitigation(pixels, label_sets, clf, seed=seed))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def psnr_experiment(
+    images: Sequence[str | os.PathLike] | None = None, raw_dir: str | os.PathLike | None = None,
+    blurs: Sequence[float] = (0.0, 1.0),
+) -> PsnrStudy:
+    """Round-trip PSNR of ``images`` at each blur radius, and the real frame of ``raw_dir`` vs LibRaw.
+
+    Either part is skipped when its input is None; at least one must be given.
+    """
+    if not images and raw_dir is None:
+        raise ValueError("isp-psnr: give images (--images/--labels) and/or a raw frame folder (--raw)")
+    round_trip = {str(float(b)): round_trip_psnr(list(images), None, b) for b in blurs} if images else {}
+    rows = raw_frame_psnr(raw_dir) if raw_dir is not None else []
+    return PsnrStudy(len(images) if images else 0, round_trip, rows)
+
 
 __all__ = [
     "DEFAULT_ISPS",
+    "IspStudy",
     "IspTable",
-    "MitigationResult",
+    "PsnrStudy",
     "READ_NOISE",
+    "RawMitigationResult",
     "SHOT_NOISE",
+    "isp_experiment",
     "isp_table",
     "load_samples",
-    "main",
+    "psnr_experiment",
     "raw_frame_psnr",
     "raw_mitigation",
     "round_trip_psnr",

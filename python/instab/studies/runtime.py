@@ -4,11 +4,13 @@ JPEG decoding) and measure the instability between them.
 
 This is the processor/OS experiment of the source study: the pixels are the same
 files everywhere, only the software that turns them into a prediction changes.
+``instab characterize --experiment runtime`` runs :func:`runtime_experiment`.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +20,9 @@ import onnxruntime as ort
 
 from instab import models as _models
 from instab.inference.classifier import Classifier
+from instab.io.labels import read_labels_csv
 from instab.metrics.instability import InstabilityResult, instability
+from instab.studies.result import to_plain
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class RuntimeStudy:
         """Plain-text summary: per-configuration accuracy, instability vs the first configuration."""
         pw1 = self.top1.pairwise()
         agree = self.agreement()
-        lines = [f"{'configuration':<34} {'top-1':>6} {'top-' + str(self.k):>6} {'instab-vs-ref':>13} {'agree-vs-ref':>12}"]
+        topk = f"top-{self.k}"
+        lines = [f"{'configuration':<34} {'top-1':>6} {topk:>6} {'instab-vs-ref':>13} {'agree-vs-ref':>12}"]
         for i, name in enumerate(self.names):
             lines.append(
                 f"{name:<34} {self.top1.accuracy[i]:6.4f} {self.topk.accuracy[i]:6.4f} "
@@ -78,6 +83,18 @@ class RuntimeStudy:
             f"instability over all {len(self.names)}: top-1 {self.top1.rate:.4f}, top-{self.k} {self.topk.rate:.4f}"
         )
         return "\n".join(lines)
+
+    def to_text(self) -> str:
+        """The plain-text summary (:meth:`table`)."""
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Configurations, instability, accuracy per configuration, seconds spent scoring each."""
+        return to_plain({
+            "configs": self.names, "instability_top1": self.top1.rate, "instability_topk": self.topk.rate,
+            "accuracy": self.top1.accuracy, "k": self.k, "accuracy_topk": self.topk.accuracy,
+            "seconds": list(self.seconds),
+        })
 
 
 def default_configs(
@@ -123,8 +140,6 @@ def compare_runtimes(
         k: top-k kept per image; instability is reported for k=1 and k=k.
         batch_size: inference batch size.
     """
-    import time
-
     configs = list(configs) if configs is not None else default_configs()
     if len(configs) < 2:
         raise ValueError(f"configs: need at least two configurations to compare, got {len(configs)}")
@@ -160,36 +175,28 @@ def compare_runtimes(
     return RuntimeStudy(names, cls, sc, errors, top1, topk, k, seconds)
 
 
-def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - the experiment script
-    """Run the default experiment on a labelled image folder and print the table."""
-    import argparse
-    import csv
-    from pathlib import Path
+def runtime_experiment(
+    images_dir: str | os.PathLike, labels_csv: str | os.PathLike, models: Sequence[Any] | None = None, *,
+    limit: int | None = None,
+) -> RuntimeStudy:
+    """:func:`compare_runtimes` with :func:`default_configs` on a labelled folder.
 
-    default_samples = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
-    parser = argparse.ArgumentParser(prog="python -m instab.studies.runtime", description=main.__doc__)
-    parser.add_argument("samples", nargs="?", type=Path, default=default_samples,
-                        help="folder with labels.csv (file,class_index,...) and the images")
-    parser.add_argument("--model", default="mobilenet-v2-int8-st", help="reference int8 model")
-    parser.add_argument("--other", default="mobilenet-v2-coral", help="another vendor's build of it")
-    args = parser.parse_args(argv)
-    with open(args.samples / "labels.csv") as f:
-        rows = list(csv.DictReader(f))
-    paths = [args.samples / r["file"] for r in rows]
-    labels = np.array([int(r["class_index"]) for r in rows])
-    study = compare_runtimes(paths, labels, default_configs(args.model, args.other))
-    print(study.table())
-    for name, s in zip(study.names, study.seconds):
-        print(f"{name:<34} {len(paths) / s:7.1f} images/s")
+    ``models``: None for the default builds, else the reference int8 model and,
+    optionally, another vendor's build of it (``default_configs(*models)``).
+    """
+    if models is not None and not 1 <= len(models) <= 2:
+        raise ValueError(f"runtime: give the int8 model and at most one other build, got {len(models)} models")
+    items, errors = read_labels_csv(labels_csv, images_dir, limit)
+    if not items:
+        raise ValueError(f"runtime: no usable images in {labels_csv} ({'; '.join(errors[:3])})")
+    configs = default_configs(*models) if models else default_configs()
+    return compare_runtimes([str(it.path) for it in items], [it.labels for it in items], configs)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 __all__ = [
     "RuntimeConfig",
     "RuntimeStudy",
     "compare_runtimes",
     "default_configs",
-    "main",
+    "runtime_experiment",
 ]

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx
-from onnx import helper
 
+from instab._shared.onnx_graph import attr
 from instab.train.builder import NodeBuilder
 
 Rule = Callable[["GradContext", onnx.NodeProto, list[str | None], list[bool]], list[str | None]]
@@ -93,13 +93,6 @@ class GradContext:
             else:
                 g = self.b.op("Reshape", [g, self.b.op("Shape", [target])])
         return g
-
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _sum(b: NodeBuilder, grads: list[str]) -> str:
@@ -577,7 +570,6 @@ __all__ = [
     "GradContext",
     "Rule",
     "UnsupportedOperatorError",
-    "attr",
     "backward",
     "rule",
     "supported_operators",

@@ -9,6 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from instab import environments
+from instab._shared.decode import decode
+from instab._shared.onnx_graph import graph_inputs, static_dims
+from instab.inference.preprocessing import preprocess
+from instab.io.labels import read_labels_csv
+
 Perturb = Callable[[np.ndarray, int, int], np.ndarray]
 
 
@@ -28,10 +34,9 @@ class InputFormat:
         """Read the format from an instab model spec when given, else from the graph's input shape and type."""
         if spec is not None:
             return cls(spec.layout, spec.dtype, int(spec.size), tuple(spec.scale), tuple(spec.offset), spec.crop)
-        inits = {i.name for i in model.graph.initializer}
-        inp = next(i for i in model.graph.input if i.name not in inits)
+        inp = graph_inputs(model.graph)[0]
         t = inp.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        dims = static_dims(inp)
         if len(dims) != 4:
             raise ValueError(f"model input {inp.name!r}: expected a 4-D image batch, got {dims}")
         layout = "nhwc" if dims[3] == 3 else "nchw" if dims[1] == 3 else None
@@ -60,14 +65,6 @@ class InputFormat:
         return np.ascontiguousarray(x)
 
 
-def decode_rgb(path: Path) -> np.ndarray:
-    """Decode an image file to a uint8 RGB HWC array."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8)
-
-
 @dataclass
 class LabeledSet:
     """Images resized and centre-cropped to the model's size, with their label sets."""
@@ -92,9 +89,6 @@ def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop
     A row that cannot be used (bad label, missing or corrupt file) is skipped and
     reported in ``errors``; the rest load. ``limit`` keeps the first rows of the CSV.
     """
-    from instab.io.manifest import read_labels_csv
-    from instab.inference.preprocessing import preprocess
-
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images: {images_dir} is not a folder")
@@ -102,7 +96,7 @@ def load_labeled(images_dir: str | Path, labels_csv: str | Path, size: int, crop
     decoded, labels, paths = [], [], []
     for row in rows:
         try:
-            decoded.append(decode_rgb(row.path))
+            decoded.append(decode(row.path))
         except Exception as exc:  # noqa: BLE001 -- any undecodable file is recorded, the rest go on
             errors.append(f"{row.path.name}: {exc}")
             continue
@@ -128,8 +122,6 @@ def make_perturbation(text: str) -> Perturb:
     randomness is keyed by (seed, first_index + i) for image i, so x' does not depend on
     how the images are batched.
     """
-    from instab import environments
-
     env = environments.parse(text)
 
     def apply(images: np.ndarray, seed: int, first_index: int) -> np.ndarray:
@@ -148,7 +140,6 @@ __all__ = [
     "InputFormat",
     "LabeledSet",
     "Perturb",
-    "decode_rgb",
     "load_dataset",
     "load_labeled",
     "make_perturbation",

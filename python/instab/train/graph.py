@@ -22,6 +22,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from instab._shared.onnx_graph import (
+    as_proto,
+    attr,
+    constants,
+    ensure_opset,
+    image_input,
+    initializer_names,
+    initializers,
+    producers,
+    prune,
+    shapes,
+    static_dims,
+)
 from instab.train.autodiff import backward
 from instab.train.builder import NodeBuilder
 from instab.train.optim import Optimizer
@@ -82,59 +95,19 @@ def state_name(param: str, slot: str) -> str:
     return f"optim::{slot}::{param}"
 
 
-def _as_proto(model) -> onnx.ModelProto:
-    if isinstance(model, onnx.ModelProto):
-        return copy.deepcopy(model)
-    if hasattr(model, "proto") and isinstance(model.proto, onnx.ModelProto):  # instab.models.Model
-        return copy.deepcopy(model.proto)
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        return onnx.load(str(model))
-    raise TypeError(f"model: expected an onnx.ModelProto, an instab Model or a path, got {type(model).__name__}")
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
-def _prepare(model: onnx.ModelProto) -> onnx.ModelProto:
-    if _opset(model) < 13:
-        from onnx import version_converter
-
-        model = version_converter.convert_version(model, 13)
-    return model
-
-
-def _image_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
-    inits = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise ValueError(f"model: expected one image input, found {[i.name for i in inputs]}")
-    return inputs[0]
-
-
 def find_logits(model: onnx.ModelProto) -> str:
     """The tensor holding the class scores: the input of a final Softmax, else the model's output."""
     graph = model.graph
     if len(graph.output) != 1:
         raise ValueError(f"model: expected one output, found {[o.name for o in graph.output]} (pass logits=)")
     out = graph.output[0].name
-    producer = {o: n for n in graph.node for o in n.output}
-    node = producer.get(out)
+    made_by = producers(graph.node)
+    node = made_by.get(out)
     while node is not None and node.op_type in ("Identity",):
-        node = producer.get(node.input[0])
+        node = made_by.get(node.input[0])
     if node is not None and node.op_type == "Softmax":
         return node.input[0]
     return out
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and not n.input:
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = numpy_helper.to_array(a.t)
-    return consts
 
 
 def parameter_layers(model: onnx.ModelProto) -> list[list[str]]:
@@ -171,8 +144,8 @@ def parameter_layers(model: onnx.ModelProto) -> list[list[str]]:
 
 def _classifier(model: onnx.ModelProto, logits: str) -> tuple[onnx.NodeProto, int]:
     """The MatMul/Gemm producing ``logits`` (possibly through a bias Add) and its feature operand index."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name for i in model.graph.initializer}
+    producer = producers(model.graph.node)
+    inits = initializer_names(model.graph)
     node = producer.get(logits)
     # Walk back through the bias and shape/saturation ops that may follow the classifier's product.
     while node is not None and node.op_type in ("Add", "Identity", "Reshape", "Flatten", "Squeeze", "Clip"):
@@ -189,13 +162,11 @@ def _classifier(model: onnx.ModelProto, logits: str) -> tuple[onnx.NodeProto, in
 def _insert_embedding(model: onnx.ModelProto, logits: str) -> tuple[str, list[str]]:
     """Insert ``h = e W + b`` (W = identity, b = 0) between the features e and the classifier; return h."""
     node, k = _classifier(model, logits)
-    if node.op_type == "Gemm" and (k == 0 and _attr(node, "transA", 0) or k == 1):
+    if node.op_type == "Gemm" and (k == 0 and attr(node, "transA", 0) or k == 1):
         raise ValueError(f"classifier node {node.name!r}: only Gemm(features, W) without transA is supported")
     graph = model.graph
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = _shapes(inferred)
     feat = node.input[k]
-    dims = shapes.get(feat)
+    dims = shapes(onnx.shape_inference.infer_shapes(model)).get(feat)
     if not dims or dims[-1] is None or len(dims) != 2:
         raise ValueError(f"classifier features {feat!r}: expected a [N, D] tensor with static D, got {dims}")
     d = int(dims[-1])
@@ -237,35 +208,6 @@ def _avoid_reserved_names(proto: onnx.ModelProto, *keep: str | None) -> list[str
     for v in list(g.input) + list(g.output) + list(g.value_info):
         v.name = ren.get(v.name, v.name)
     return [ren.get(k, k) if k else k for k in keep]
-
-
-def _attr(node, name, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
-    out: dict[str, list[int | None]] = {}
-    g = model.graph
-    for v in list(g.input) + list(g.value_info) + list(g.output):
-        t = v.type.tensor_type
-        if t.HasField("shape"):
-            out[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-    for i in g.initializer:
-        out[i.name] = list(i.dims)
-    return out
-
-
-def _prune(nodes: list[onnx.NodeProto], targets: set[str]) -> list[onnx.NodeProto]:
-    need = set(targets)
-    keep = []
-    for n in reversed(nodes):
-        if any(o in need for o in n.output):
-            keep.append(n)
-            need.update(i for i in n.input if i)
-    return list(reversed(keep))
 
 
 def select_trainable(layers: list[list[str]], trainable: str | int, embedding: list[str]) -> list[str]:
@@ -321,9 +263,9 @@ def build_training_graph(
         optimizer = Optimizer(optimizer)
     if hasattr(model, "spec") and class_offset is None:
         class_offset = int(getattr(model.spec, "class_offset", 0))
-    proto = _prepare(_as_proto(model))
+    proto = ensure_opset(as_proto(model))
     graph = proto.graph
-    image = _image_input(graph)
+    image = image_input(graph)
     logits = logits or find_logits(proto)
     embedding: str | None = None
     emb_params: list[str] = []
@@ -331,15 +273,15 @@ def build_training_graph(
         embedding, emb_params = _insert_embedding(proto, logits)
     inference = copy.deepcopy(proto)
     logits, embedding = _avoid_reserved_names(proto, logits, embedding)
-    image = _image_input(graph)
+    image = image_input(graph)
 
     layers = parameter_layers(proto)
     if not layers:
         raise ValueError("model: no trainable parameters (Conv/MatMul/Gemm weights stored as float initializers)")
     params = select_trainable(layers, trainable, emb_params)
+    by_name = initializers(graph)
     for p in params:
-        init = next(i for i in graph.initializer if i.name == p)
-        if init.data_type != TensorProto.FLOAT:
+        if by_name[p].data_type != TensorProto.FLOAT:
             raise ValueError(f"parameter {p!r}: only float32 parameters can be trained")
 
     # Static shapes, with the image batch made symbolic.
@@ -347,21 +289,20 @@ def build_training_graph(
     for i in sym.graph.input:
         if i.name == image.name and i.type.tensor_type.shape.dim:
             i.type.tensor_type.shape.dim[0].dim_param = "N"
-    sym = onnx.shape_inference.infer_shapes(sym)
-    shapes = _shapes(sym)
-    if logits not in shapes or len(shapes[logits]) != 2 or shapes[logits][1] is None:
+    known = shapes(onnx.shape_inference.infer_shapes(sym))
+    if logits not in known or len(known[logits]) != 2 or known[logits][1] is None:
         raise ValueError(f"logits {logits!r}: expected a [N, classes] tensor with a static class count")
-    n_out = int(shapes[logits][1])
+    n_out = int(known[logits][1])
     if class_offset is None:
         class_offset = 1 if n_out == 1001 else 0
 
     targets = {logits} | ({embedding} if embedding else set())
-    constants = _constants(graph)
-    fwd, clamp_inits = fold_clamps(_prune(list(graph.node), targets), constants, targets, shapes)
-    constants.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
-    taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(constants)
+    consts = constants(graph)
+    fwd, clamp_inits = fold_clamps(prune(graph.node, targets), consts, targets, known)
+    consts.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
+    taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(consts)
     taken |= RESERVED
-    b = NodeBuilder("train/", taken, shapes)
+    b = NodeBuilder("train/", taken, known)
 
     two = loss != "ce"
     # The model's input becomes the batch of clean (and perturbed) images.
@@ -376,7 +317,7 @@ def build_training_graph(
     seeds = _loss_nodes(b, loss, alpha, logits, embedding, n_out, class_offset, soft_targets)
     loss_nodes = list(b.nodes)
     b.nodes.clear()
-    grads = backward(fwd, seeds, params, b, constants)
+    grads = backward(fwd, seeds, params, b, consts)
     grad_nodes = list(b.nodes)
     b.nodes.clear()
 
@@ -386,14 +327,14 @@ def build_training_graph(
     for p in params:
         slots[p] = [state_name(p, s) for s in optimizer.slots()]
         for s in slots[p]:
-            state[s] = np.zeros(shapes[p], np.float32)
+            state[s] = np.zeros(known[p], np.float32)
     new_values = optimizer.update(b, grads, slots, LR, STEP if optimizer.uses_step() else None)
     for name, src in new_values.items():
         b.nodes.append(helper.make_node("Identity", [src], [updated_name(name)], name=f"train/out/{name}"))
     opt_nodes = list(b.nodes)
 
     initial = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in set(params)}
-    in_shape = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim]
+    in_shape = static_dims(image)
     dtype = image.type.tensor_type.elem_type
     img_shape = ["N"] + in_shape[1:]
     inputs = [helper.make_tensor_value_info(X, dtype, img_shape)]
@@ -407,12 +348,12 @@ def build_training_graph(
     if optimizer.uses_step():
         inputs.append(helper.make_tensor_value_info(STEP, TensorProto.FLOAT, []))
     for p in params:
-        inputs.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, shapes[p]))
+        inputs.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, known[p]))
     for s, v in state.items():
         inputs.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, list(v.shape)))
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in (LOSS, CE, STABILITY)]
     for name in new_values:
-        shape = list(state[name].shape) if name in state else shapes[name]
+        shape = list(state[name].shape) if name in state else known[name]
         outputs.append(helper.make_tensor_value_info(updated_name(name), TensorProto.FLOAT, shape))
 
     pset = set(params)
@@ -506,19 +447,19 @@ def build_gradient_graph(model, output: str | None = None, wrt: list[str] | None
     ``wrt`` (graph inputs or float initializers; default: every float initializer).
     Used by the finite-difference checks; also handy for saliency maps.
     """
-    proto = _prepare(_as_proto(model))
+    proto = ensure_opset(as_proto(model))
     graph = proto.graph
     output = output or graph.output[0].name
     inferred = onnx.shape_inference.infer_shapes(proto)
-    shapes = _shapes(inferred)
-    constants = _constants(graph)
+    known = shapes(inferred)
+    consts = constants(graph)
     if wrt is None:
         wrt = [i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT]
-    taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(constants)
+    taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(consts)
     taken |= {i.name for i in graph.input}
-    b = NodeBuilder("grad/", taken, shapes)
+    b = NodeBuilder("grad/", taken, known)
     seed = f"{output}::seed"
-    grads = backward(_prune(list(graph.node), {output}), {output: seed}, wrt, b, constants)
+    grads = backward(prune(graph.node, {output}), {output: seed}, wrt, b, consts)
     for t, g in grads.items():
         b.nodes.append(helper.make_node("Identity", [g], [f"{t}::grad"], name=f"grad/out/{t}"))
     out_vi = next((v for v in list(inferred.graph.value_info) + list(inferred.graph.output) if v.name == output), None)
@@ -532,7 +473,7 @@ def build_gradient_graph(model, output: str | None = None, wrt: list[str] | None
     del graph.output[:]
     graph.output.append(out_vi)
     for t in wrt:
-        graph.output.append(helper.make_tensor_value_info(f"{t}::grad", TensorProto.FLOAT, shapes.get(t)))
+        graph.output.append(helper.make_tensor_value_info(f"{t}::grad", TensorProto.FLOAT, known.get(t)))
     return proto
 
 __all__ = [

@@ -21,7 +21,17 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from instab.train.graph import _prepare, _shapes, parameter_layers, select_trainable
+from instab._shared.onnx_graph import (
+    as_proto,
+    constant_names,
+    ensure_opset,
+    graph_inputs,
+    initializers,
+    prune,
+    shapes,
+)
+from instab._shared.validation import check_threads
+from instab.train.graph import parameter_layers, select_trainable
 
 
 @dataclass
@@ -33,19 +43,6 @@ class SplitModel:
     cut: str
     cut_shape: list[int | None]
     original: onnx.ModelProto
-
-
-def _const_outputs(graph: onnx.GraphProto) -> set[str]:
-    return {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-
-
-def _needed(nodes: Sequence[onnx.NodeProto], targets: set[str]) -> list[onnx.NodeProto]:
-    need, keep = set(targets), []
-    for n in reversed(nodes):
-        if any(o in need for o in n.output):
-            keep.append(n)
-            need.update(i for i in n.input if i)
-    return keep[::-1]
 
 
 def _submodel(proto: onnx.ModelProto, nodes, inputs, outputs, name: str) -> onnx.ModelProto:
@@ -66,15 +63,13 @@ def split_model(model, trainable: str | int = "last:2") -> SplitModel:
     MobileNetV2 at any layer boundary outside a residual block); otherwise a
     ValueError names the tensor that crosses the cut.
     """
-    from instab.train.graph import _as_proto
-
-    proto = _prepare(_as_proto(model))
+    proto = ensure_opset(as_proto(model))
     graph = proto.graph
     if trainable == "all":
         raise ValueError("trainable: 'all' leaves no frozen backbone; use last:N")
     layers = parameter_layers(proto)
     chosen = select_trainable(layers, "last:1" if trainable == "embedding" else trainable, [])
-    consts = _const_outputs(graph)
+    consts = constant_names(graph)
     first = next((k for k, n in enumerate(graph.node) if set(n.input) & set(chosen)), None)
     if first is None:
         raise ValueError(f"trainable {trainable!r}: no node uses the chosen parameters")
@@ -84,10 +79,10 @@ def split_model(model, trainable: str | int = "last:2") -> SplitModel:
         raise ValueError(f"layer {node.name!r}: expected one non-constant input to cut at, got {flowing}")
     cut = flowing[0]
     nodes = list(graph.node)
-    back = _needed(nodes, {cut})
+    back = prune(nodes, {cut})
     back_ids = {id(n) for n in back}
     outputs = [o.name for o in graph.output]
-    full = _needed(nodes, set(outputs))
+    full = prune(nodes, outputs)
     head = [n for n in full if id(n) not in back_ids]
     # Constants the head uses that the backbone produced (Constant nodes) travel with it.
     made_in_head = {o for n in head for o in n.output}
@@ -103,16 +98,15 @@ def split_model(model, trainable: str | int = "last:2") -> SplitModel:
     head = head_consts + head
 
     sym = copy.deepcopy(proto)
-    image = next(i for i in sym.graph.input if i.name not in {x.name for x in sym.graph.initializer})
+    image = graph_inputs(sym.graph)[0]
     if image.type.tensor_type.shape.dim:
         image.type.tensor_type.shape.dim[0].dim_param = "N"
-    shapes = _shapes(onnx.shape_inference.infer_shapes(sym))
-    cut_shape = shapes.get(cut)
+    cut_shape = shapes(onnx.shape_inference.infer_shapes(sym)).get(cut)
     if not cut_shape:
         raise ValueError(f"cut tensor {cut!r}: its shape could not be inferred")
     cut_shape = ["N", *cut_shape[1:]]
     cut_vi = helper.make_tensor_value_info(cut, TensorProto.FLOAT, cut_shape)
-    inputs = [i for i in graph.input if i.name not in {x.name for x in graph.initializer}]
+    inputs = graph_inputs(graph)
     backbone = _submodel(proto, back, [copy.deepcopy(i) for i in inputs], [cut_vi], "backbone")
     head_model = _submodel(proto, head, [copy.deepcopy(cut_vi)], [copy.deepcopy(o) for o in graph.output], "head")
     for p in proto.metadata_props:
@@ -131,8 +125,8 @@ def join(split: SplitModel, head: onnx.ModelProto) -> onnx.ModelProto:
     del g.node[:]
     g.node.extend(back_nodes)
     g.node.extend(copy.deepcopy(n) for n in head_nodes)
-    inits = {i.name: i for i in split.backbone.graph.initializer}
-    inits.update({i.name: i for i in head.graph.initializer})
+    inits = initializers(split.backbone.graph)
+    inits.update(initializers(head.graph))
     del g.initializer[:]
     g.initializer.extend(copy.deepcopy(v) for v in inits.values())
     del g.value_info[:]
@@ -142,13 +136,15 @@ def join(split: SplitModel, head: onnx.ModelProto) -> onnx.ModelProto:
 def _session(model: onnx.ModelProto, threads: int | None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        opts.intra_op_num_threads = int(threads)
+    opts.intra_op_num_threads = check_threads(threads)
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 class FeatureRunner:
-    """Runs an ONNX model with one input and one output over a batch in chunks (the backbone, or a head)."""
+    """Runs an ONNX model with one input and one output over a batch in chunks (the backbone, or a head).
+
+    ``threads``: ONNX Runtime intra-op threads, None for all cores, else an int in ``1..MAX_THREADS``.
+    """
 
     def __init__(self, model: onnx.ModelProto, threads: int | None = None, batch_size: int = 32) -> None:
         self.session = _session(model, threads)

@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from instab._shared.validation import check_threads
 from instab.train.graph import CE, LABELS, LOSS, LR, STABILITY, STEP, X_NOISY, TrainingGraph, X, updated_name
 
 CHECKPOINT_VERSION = 1
@@ -38,7 +39,10 @@ def _providers(providers: list[str] | None) -> list[str]:
 
 
 class Trainer:
-    """Runs a :class:`TrainingGraph` step by step with ONNX Runtime (CPU, or CUDA where present)."""
+    """Runs a :class:`TrainingGraph` step by step with ONNX Runtime (CPU, or CUDA where present).
+
+    ``threads``: ONNX Runtime intra-op threads, None for all cores, else an int in ``1..MAX_THREADS``.
+    """
 
     def __init__(self, graph: TrainingGraph, providers: list[str] | None = None, threads: int | None = None):
         if not isinstance(graph, TrainingGraph):
@@ -46,8 +50,7 @@ class Trainer:
         self.graph = graph
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = int(threads)
+        opts.intra_op_num_threads = check_threads(threads)
         self.session = ort.InferenceSession(graph.model.SerializeToString(), opts, providers=_providers(providers))
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.names = list(graph.params) + list(graph.state)

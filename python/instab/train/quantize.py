@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from instab import models as _models
+from instab.train.dataset import InputFormat
+
 
 def quantize_int8(
     model,
@@ -34,10 +37,14 @@ def quantize_int8(
 
     Returns an :class:`instab.models.Model` with the same spec, named ``<name>-int8``.
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from instab import models as _models
-    from instab.train.dataset import InputFormat
+    # Imported here: onnxruntime.quantization loads its calibration tools (slow), needed only to quantize.
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     if not isinstance(model, _models.Model):
         raise TypeError(f"model: expected an instab.models.Model, got {type(model).__name__}")

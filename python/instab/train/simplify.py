@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from instab._shared.onnx_graph import producers
+
 _INF = float("inf")
 
 
@@ -64,7 +66,7 @@ def fold_clamps(
     and is not in ``protected``. Returns the new node list and the new bound constants.
     """
     uses = Counter(i for n in nodes for i in n.input if i)
-    producer = {o: n for n in nodes for o in n.output}
+    producer = producers(nodes)
     merged: dict[str, tuple[str, float, float]] = {}  # output -> (source input, lo, hi)
     dropped: set[int] = set()
     for n in nodes:

@@ -11,20 +11,23 @@ import base64
 import csv
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from instab.metrics.instability import InstabilityResult, instability
 from instab.io.store import ScoredSet
+from instab.metrics.instability import ConfidenceSplit, GroupStats, InstabilityResult, instability
 
 FIGURES = ("accuracy", "per_class", "per_group", "pairwise", "confidence", "topk")
 
 
 @dataclass
 class Report:
+    """What :func:`write_report` wrote: the summary dict and the paths of its figures and tables."""
+
     out_dir: Path
     summary: dict[str, Any]
     figures: dict[str, Path] = field(default_factory=dict)
@@ -32,11 +35,13 @@ class Report:
 
     @property
     def html(self) -> Path:
+        """The report page."""
         return self.out_dir / "report.html"
 
 
 def column_names(scored: ScoredSet) -> list[str]:
-    repeats = {env: set() for env, _ in scored.columns}
+    """Column labels: the environment, or ``environment#repeat`` where it was scored several times."""
+    repeats: dict[str, set[int]] = {env: set() for env, _ in scored.columns}
     for env, rep in scored.columns:
         repeats[env].add(rep)
     return [env if len(repeats[env]) == 1 else f"{env}#{rep}" for env, rep in scored.columns]
@@ -50,88 +55,130 @@ def analyse(scored: ScoredSet) -> dict[int, InstabilityResult]:
     }
 
 
+@dataclass(frozen=True)
+class _Analysis:
+    """What the tables and figures show, computed once from the stored results."""
+
+    names: list[str]  # column names (environment, or environment#repeat)
+    results: dict[int, InstabilityResult]  # by k
+    per_class: GroupStats  # keyed by each image's first label
+    groups: GroupStats | None  # keyed by the group column, if any
+    pairwise: np.ndarray
+    split: ConfidenceSplit  # top-1 confidence of stable vs unstable images
+
+
+def _analysis(scored: ScoredSet) -> _Analysis:
+    results = analyse(scored)
+    r1 = results[1]
+    first_label = np.array([lab[0] for lab in scored.labels], dtype=np.int64)
+    groups = r1.by_group(scored.groups) if scored.groups is not None else None
+    return _Analysis(column_names(scored), results, r1.by_group(first_label), groups, r1.pairwise(),
+                     r1.confidence_split())
+
+
 def write_report(scored: ScoredSet, out_dir: str | Path, title: str = "instab report",
                  class_names: list[str] | None = None) -> Report:
-    """Write report.html, figures/*.png, summary.json and CSV tables into ``out_dir``."""
-    import matplotlib
+    """Write report.html, figures/*.png, summary.json and CSV tables into ``out_dir``.
+
+    Parameters
+    ----------
+    scored
+        One model's stored results (:meth:`instab.io.store.ResultStore.load`).
+    out_dir
+        The output folder (created).
+    title
+        The page's title.
+    class_names
+        Names for the per-class table and figure, indexed by class (default: the indices).
+    """
+    import matplotlib  # imported here: matplotlib is heavy and only reports need it
 
     matplotlib.use("Agg")
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    results = analyse(scored)
-    r1 = results[1]
-    names = column_names(scored)
-    first_label = np.array([lab[0] for lab in scored.labels], dtype=np.int64)
-    per_class = r1.by_group(first_label)
-    groups = r1.by_group(scored.groups) if scored.groups is not None else None
-    pairwise = r1.pairwise()
-    split = r1.confidence_split()
+    a = _analysis(scored)
+    report = Report(out, _summary(scored, a))
 
+    def label(c: int) -> str:
+        return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+
+    report.tables["summary"] = _write_json(out / "summary.json", report.summary)
+    _write_tables(report, a, label, scored.errors)
+    _write_figures(report, a, label)
+    _write_html(report, title, a.names, a.results[1], a.results)
+    return report
+
+
+def _summary(scored: ScoredSet, a: _Analysis) -> dict[str, Any]:
+    r1, results = a.results[1], a.results
     summary: dict[str, Any] = {
         "model": scored.model,
         "n_images": len(scored.image_ids),
-        "environments": names,
+        "environments": a.names,
         "errors": len(scored.errors),
         "instability": {f"top{k}": _rate_dict(r) for k, r in results.items()},
-        "accuracy": dict(zip(names, _floats(r1.accuracy))),
-        "accuracy_top3": dict(zip(names, _floats(results[3].accuracy))) if 3 in results else None,
+        "accuracy": dict(zip(a.names, _floats(r1.accuracy), strict=True)),
+        "accuracy_top3": dict(zip(a.names, _floats(results[3].accuracy), strict=True)) if 3 in results else None,
         "confidence_median": {
-            "stable": float(np.median(split.stable)) if split.stable.size else None,
-            "unstable": float(np.median(split.unstable)) if split.unstable.size else None,
+            "stable": float(np.median(a.split.stable)) if a.split.stable.size else None,
+            "unstable": float(np.median(a.split.unstable)) if a.split.unstable.size else None,
         },
     }
     repeat_info = _repeat_analysis(scored, r1)
     if repeat_info is not None:
         summary["repeats"] = repeat_info
-    report = Report(out, summary)
+    return summary
 
-    def label(c: int) -> str:
-        return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
 
-    report.tables["summary"] = _write_json(out / "summary.json", summary)
+def _write_tables(report: Report, a: _Analysis, label: Callable[[int], str],
+                  errors: list[tuple[str, str, int, str]]) -> None:
+    out, r1, results, pc, groups = report.out_dir, a.results[1], a.results, a.per_class, a.groups
+    top3 = results[3].accuracy if 3 in results else None
+    accuracy = [[n, acc, top3[j] if top3 is not None else ""]
+                for j, (n, acc) in enumerate(zip(a.names, r1.accuracy, strict=True))]
     report.tables["accuracy"] = _write_csv(
-        out / "accuracy.csv", ["environment", "accuracy_top1", "accuracy_top3"],
-        [[n, a, (results[3].accuracy[j] if 3 in results else "")] for j, (n, a) in enumerate(zip(names, r1.accuracy))],
+        out / "accuracy.csv", ["environment", "accuracy_top1", "accuracy_top3"], accuracy
     )
     report.tables["per_class"] = _write_csv(
         out / "per_class.csv", ["class", "name", "n_images", "n_unstable", "instability"],
         [[int(c), label(int(c)), int(n), int(u), r] for c, n, u, r in
-         zip(per_class.keys, per_class.n_images, per_class.n_unstable, per_class.rate)],
+         zip(pc.keys, pc.n_images, pc.n_unstable, pc.rate, strict=True)],
     )
     report.tables["pairwise"] = _write_csv(
-        out / "pairwise.csv", ["environment", *names], [[n, *row] for n, row in zip(names, pairwise)]
+        out / "pairwise.csv", ["environment", *a.names], [[n, *row] for n, row in zip(a.names, a.pairwise, strict=True)]
     )
     if groups is not None:
         report.tables["per_group"] = _write_csv(
             out / "per_group.csv", ["group", "n_images", "n_unstable", "instability"],
-            [[int(g), int(n), int(u), r] for g, n, u, r in zip(groups.keys, groups.n_images, groups.n_unstable, groups.rate)],
+            [[int(g), int(n), int(u), r] for g, n, u, r in
+             zip(groups.keys, groups.n_images, groups.n_unstable, groups.rate, strict=True)],
         )
-    if scored.errors:
+    if errors:
         report.tables["errors"] = _write_csv(out / "errors.csv", ["image_id", "environment", "repeat", "error"],
-                                             [list(e) for e in scored.errors])
+                                             [list(e) for e in errors])
 
-    figs = out / "figures"
-    report.figures["accuracy"] = _bar(figs / "accuracy.png", names, r1.accuracy, "accuracy (top-1)",
+
+def _write_figures(report: Report, a: _Analysis, label: Callable[[int], str]) -> None:
+    figs, r1, results, pc = report.out_dir / "figures", a.results[1], a.results, a.per_class
+    report.figures["accuracy"] = _bar(figs / "accuracy.png", a.names, r1.accuracy, "accuracy (top-1)",
                                       "Accuracy per environment")
-    order = np.argsort(-np.nan_to_num(per_class.rate, nan=-1), kind="stable")[:30]
+    order = np.argsort(-np.nan_to_num(pc.rate, nan=-1), kind="stable")[:30]
     report.figures["per_class"] = _bar(
-        figs / "per_class.png", [label(int(per_class.keys[i])) for i in order], per_class.rate[order],
-        "instability", f"Instability per class (top {len(order)} of {len(per_class.keys)})",
+        figs / "per_class.png", [label(int(pc.keys[i])) for i in order], pc.rate[order],
+        "instability", f"Instability per class (top {len(order)} of {len(pc.keys)})",
     )
-    if groups is not None:
-        report.figures["per_group"] = _bar(figs / "per_group.png", [str(g) for g in groups.keys], groups.rate,
+    if a.groups is not None:
+        report.figures["per_group"] = _bar(figs / "per_group.png", [str(g) for g in a.groups.keys], a.groups.rate,
                                            "instability", "Instability per group")
     else:
         report.figures["per_group"] = _bar(
             figs / "per_group.png", ["all images"], [r1.rate], "instability",
             "Instability per group (no group column: one group)",
         )
-    report.figures["pairwise"] = _heatmap(figs / "pairwise.png", names, pairwise)
-    report.figures["confidence"] = _histograms(figs / "confidence.png", split.stable, split.unstable)
+    report.figures["pairwise"] = _heatmap(figs / "pairwise.png", a.names, a.pairwise)
+    report.figures["confidence"] = _histograms(figs / "confidence.png", a.split.stable, a.split.unstable)
     report.figures["topk"] = _bar(figs / "topk.png", [f"top-{k}" for k in results], [r.rate for r in results.values()],
                                   "instability", "Instability, top-1 vs top-3")
-    _write_html(report, title, names, r1, results)
-    return report
 
 
 def _rate_dict(r: InstabilityResult) -> dict[str, Any]:
@@ -243,7 +290,8 @@ def _write_html(report: Report, title: str, names: list[str], r1: InstabilityRes
         return f'<figure><img alt="{key}" src="data:image/png;base64,{data}"></figure>'
 
     rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{a:.3f}</td></tr>" for n, a in zip(names, np.nan_to_num(r1.accuracy))
+        f"<tr><td>{html.escape(n)}</td><td>{a:.3f}</td></tr>"
+        for n, a in zip(names, np.nan_to_num(r1.accuracy), strict=True)
     )
     rates = "".join(
         f"<li>top-{k}: <b>{_pct(r.rate)}</b> of {r.n_images} images unstable ({r.n_unstable})</li>"

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from instab import models as _models
-from instab.io.manifest import Manifest, read_manifest
+from instab._shared.progress import Progress
 from instab.inference.classifier import Classifier
+from instab.io.manifest import Manifest, read_manifest
 from instab.io.store import ResultRow, ResultStore
 
 
 @dataclass
 class ScoreSummary:
+    """What one :func:`score_manifest` run did: rows scored now, already stored, failed."""
+
     manifest: Manifest
     model: str
     already_done: int = 0
@@ -29,6 +30,7 @@ class ScoreSummary:
         return self.scored / self.seconds if self.seconds > 0 else 0.0
 
     def text(self) -> str:
+        """The printed summary: the manifest's counts, then this run's."""
         lines = [
             f"manifest: {self.manifest.summary()}",
             f"model {self.model}: {self.scored} scored now, {self.already_done} already in the store, "
@@ -49,12 +51,23 @@ def score_manifest(
     batch_size: int = 32,
     threads: int | None = None,
     class_names: Sequence[str] | None = None,
-    progress: TextIO | None = sys.stderr,
+    progress: Progress | None = None,
 ) -> ScoreSummary:
     """Score every (image, environment, repeat) of a manifest into a SQLite results store.
 
     Rows already in the store for this model are skipped, so an interrupted run
     resumes where it stopped. Each batch is one transaction.
+
+    Parameters
+    ----------
+    manifest_path, model, out
+        The manifest CSV, a model name/path or :class:`~instab.models.Model`, the SQLite store.
+    k, batch_size, threads
+        Classes stored per item, inference batch size, ONNX Runtime threads (None: all cores).
+    class_names
+        Names for manifests whose labels are class names.
+    progress
+        Receives ``"scored N/M (P%) R images/s"`` after every batch; None: quiet.
     """
     m = model if isinstance(model, _models.Model) else _models.load(model)
     manifest = read_manifest(manifest_path, class_names=class_names, n_classes=m.spec.num_classes)
@@ -85,13 +98,8 @@ def score_manifest(
             summary.seconds = time.perf_counter() - t0
             if progress is not None:
                 done_now = start + len(part)
-                progress.write(
-                    f"\rscored {done_now}/{len(todo)} ({100 * done_now / len(todo):.0f}%) "
-                    f"{done_now / max(summary.seconds, 1e-9):.1f} images/s"
-                )
-                progress.flush()
-        if progress is not None:
-            progress.write("\n")
+                progress(f"scored {done_now}/{len(todo)} ({100 * done_now / len(todo):.0f}%) "
+                         f"{done_now / max(summary.seconds, 1e-9):.1f} images/s")
     return summary
 
 __all__ = [

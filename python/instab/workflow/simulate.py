@@ -11,17 +11,21 @@ import numpy as np
 from PIL import Image
 
 from instab._shared.decode import decode
-from instab.io.manifest import LabeledImage, ManifestRow, write_manifest
 from instab.environments.registry import Environment, parse
+from instab.io.labels import LabeledImage
+from instab.io.manifest import ManifestRow, write_manifest
 
 
 @dataclass
 class SimulationSummary:
+    """What :func:`simulate` wrote: the manifest, how many images, and the items that failed."""
+
     manifest: Path
     written: int = 0
     errors: list[str] = field(default_factory=list)
 
     def text(self) -> str:
+        """The printed summary: counts, then the first failures."""
         lines = [f"wrote {self.written} images and {self.manifest}"]
         if self.errors:
             lines.append(f"{len(self.errors)} items failed:")

@@ -1,4 +1,4 @@
-"""Noise schemes: how the perturbed copy x' of a training image x is made.
+"""Noise schemes of the mitigation study: how the perturbed copy x' of a training image x is made.
 
 The source study's Table 6 rows, one class each:
 
@@ -25,6 +25,9 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from instab._shared.textform import Spec, parse_spec
+from instab.environments.registry import parse
+
 SCHEMES = ("gaussian", "distortion", "env", "two-images", "subsample", "devices", "none")
 
 
@@ -50,7 +53,7 @@ def _runs(index: np.ndarray) -> list[tuple[int, int]]:
         return []
     breaks = np.flatnonzero(np.diff(index) != 1) + 1
     edges = [0, *breaks.tolist(), len(index)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 class NoiseScheme(ABC):
@@ -107,8 +110,6 @@ class GaussianNoise(_EnvScheme):
         sigma = float(sigma)
         if not np.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"sigma: expected a finite value > 0, got {sigma}")
-        from instab.environments.registry import parse
-
         self.sigma = sigma
         super().__init__(parse(f"noise:gaussian,sigma={sigma:g}"))
 
@@ -122,8 +123,6 @@ class DistortionNoise(_EnvScheme):
     name = "distortion"
 
     def __init__(self, env: str = "distort:phone") -> None:
-        from instab.environments.registry import parse
-
         self.text = str(env)
         super().__init__(parse(self.text))
 
@@ -253,7 +252,7 @@ class DevicePairs(NoiseScheme):
 
     def _gather(self, device: np.ndarray, index: np.ndarray) -> np.ndarray:
         out = np.empty((len(index), *self.views[0].shape[1:]), self.views[0].dtype)
-        for j, (d, i) in enumerate(zip(device, index)):
+        for j, (d, i) in enumerate(zip(device, index, strict=True)):
             out[j] = self.views[d][i]
         return out
 
@@ -276,28 +275,25 @@ class NoNoise(NoiseScheme):
         return images
 
 
-def parse_scheme_text(text: str) -> tuple[str, dict[str, str]]:
-    """Split ``gaussian:sigma=0.05`` into ("gaussian", {"sigma": "0.05"}); ``env:TEXT`` keeps TEXT whole."""
+#: The parameters each scheme accepts (the others take none).
+_PARAMETERS = {"gaussian": ("sigma",), "subsample": ("n",)}
+
+
+def _parse(text: str) -> Spec:
+    """``gaussian:sigma=0.05`` as a :class:`Spec` of kind "gaussian"; ``env:TEXT`` keeps TEXT whole (param ``env``)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"noise: expected a scheme name such as 'gaussian:sigma=0.05', got {text!r}")
     kind, _, rest = text.strip().partition(":")
     if kind == "env":
+        # An environment text has its own ':' and ',': it is not split into options.
         if not rest:
             raise ValueError("noise env: give an environment, e.g. env:distort:phone,strength=0.5")
-        return kind, {"env": rest}
-    if kind not in SCHEMES:
-        raise ValueError(f"noise {text!r}: unknown scheme {kind!r} (known: {', '.join(SCHEMES)})")
-    params: dict[str, str] = {}
-    for tok in filter(None, rest.split(",")):
-        key, eq, value = tok.partition("=")
-        if not eq:
-            raise ValueError(f"noise {text!r}: expected key=value, got {tok!r}")
-        params[key.strip()] = value.strip()
-    allowed = {"gaussian": {"sigma"}, "subsample": {"n"}}.get(kind, set())
-    unknown = set(params) - allowed
-    if unknown:
-        raise ValueError(f"noise {text!r}: unknown parameter(s) {sorted(unknown)} (accepted: {sorted(allowed) or 'none'})")
-    return kind, params
+        return Spec("env", params=(("env", rest),), what="noise")
+    spec = parse_spec(text, what="noise")
+    if spec.kind not in SCHEMES:
+        raise ValueError(f"noise {text!r}: unknown scheme {spec.kind!r} (known: {', '.join(SCHEMES)})")
+    spec.check(keys=_PARAMETERS.get(spec.kind, ()))
+    return spec
 
 
 def make_scheme(
@@ -310,17 +306,18 @@ def make_scheme(
     """A scheme from its text (``gaussian:sigma=0.05``, ``distortion``, ``env:jpeg:q=50``, ``two-images``,
     ``subsample:n=10``, ``devices``, ``none``); the paired schemes need the second device's photos (and
     labels), ``devices`` every device's photos (``views``)."""
-    kind, params = parse_scheme_text(text)
+    spec = _parse(text)
+    kind = spec.kind
     if kind == "devices":
         if views is None:
             raise ValueError(f"noise {text!r}: needs every device's photos of the training images (views)")
         return DevicePairs(views)
     if kind == "gaussian":
-        return GaussianNoise(float(params.get("sigma", 0.05)))
+        return GaussianNoise(spec.param("sigma", 0.05, float))
     if kind == "distortion":
         return DistortionNoise("distort:phone")
     if kind == "env":
-        return DistortionNoise(params["env"])
+        return DistortionNoise(spec.param("env"))
     if kind == "none":
         return NoNoise()
     if second is None:
@@ -330,10 +327,11 @@ def make_scheme(
     if labels is None:
         raise ValueError(f"noise {text!r}: needs the training labels to pick photos of the same class")
     try:
-        n = int(params.get("n", 10))
+        n = int(spec.param("n", "10"))
     except ValueError:
         raise ValueError(f"noise {text!r}: n must be an integer") from None
     return Subsample(second, labels, n, pool_seed)
+
 
 __all__ = [
     "DevicePairs",
@@ -346,5 +344,4 @@ __all__ = [
     "Subsample",
     "draw_seed",
     "make_scheme",
-    "parse_scheme_text",
 ]

@@ -1,0 +1,42 @@
+"""``instab report``: a results store -> an HTML report with figures, JSON and CSV tables."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from instab.cli.common import EXIT_OK, UsageError, read_class_names
+from instab.io.store import ResultStore
+from instab.workflow.report import write_report
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``report`` command to the ``instab`` sub-parsers."""
+    p = subparsers.add_parser("report", help="results store -> HTML report with figures, JSON and CSV tables")
+    p.add_argument("results", help="results store written by 'instab score'")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", help="which model's results (needed when the store holds several)")
+    p.add_argument("--class-names", help="text file of class names (one per line) for the tables")
+    p.set_defaults(func=run)
+    return p
+
+
+def _rate(name: str, v: dict) -> str:
+    rate = "n/a" if v["rate"] is None else f"{v['rate']:.2%}"
+    return f"{name}: instability {rate} ({v['n_unstable']}/{v['n_images']})"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``instab report``; returns the exit code."""
+    if not Path(args.results).is_file():
+        raise UsageError(f"results: {args.results} does not exist")
+    with ResultStore(args.results) as store:
+        scored = store.load(args.model)
+    report = write_report(scored, args.out, title=f"instab report: {Path(args.results).name}",
+                          class_names=read_class_names(args.class_names))
+    print("  ".join(_rate(k, v) for k, v in report.summary["instability"].items()))
+    print(f"report: {report.html}")
+    return EXIT_OK
+
+
+__all__ = ["add_parser", "run"]

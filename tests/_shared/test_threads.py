@@ -1,0 +1,184 @@
+"""One meaning of ``threads``: every public function of the lower layers that takes it checks it alike.
+
+None means all cores, an int in 1..MAX_THREADS that many threads; 0, negatives, too many,
+floats, bools and strings raise, with the message of :func:`instab._shared.validation.check_threads`.
+A walk over the modules makes sure no function taking ``threads`` is left out of the table.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import instab
+from instab import isp, models
+from instab._shared.validation import MAX_THREADS, check_threads
+from instab.environments import codecs, devices, distort, parse
+from instab.environments.isp_kinds import IspEnvironment
+from instab.environments.registry import Chain
+from instab.train import Trainer, build_training_graph
+from instab.train.head import FeatureRunner
+
+# Subpackages whose public functions are walked (the layers below io; train included).
+LAYERS = ("metrics", "models", "inference", "isp", "environments", "train")
+BAD = [(0, ValueError), (-1, ValueError), (MAX_THREADS + 1, ValueError), (2.0, TypeError), (True, TypeError),
+       ("2", TypeError)]
+GOOD = [None, 1, np.int64(2)]
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint8)  # LibRaw needs >= 22 px
+
+
+@cache
+def _proto():
+    """A tiny float classifier: mean colour -> 3 classes."""
+    nodes = [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["features"]),
+             helper.make_node("Gemm", ["features", "weights"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["scores"], axis=1)]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 24, 24])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(np.eye(3, dtype=np.float32), "weights")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@cache
+def _model() -> models.Model:
+    return models.Model(_proto(), models.infer_spec(_proto()), "tiny")
+
+
+@cache
+def _mosaics():
+    return isp.unprocess(IMAGES)
+
+
+def _env(text: str):
+    return parse(text)
+
+
+# "module:qualname" -> a call on tiny inputs with the given threads (the name of the argument
+# when it is not ``threads``: Classifier's decode_threads).
+CALLS: dict[str, Callable[[Any], Any]] = {
+    "instab.metrics.instability:instability": lambda t: instab.instability(np.zeros((1, 2, 1), int), [0], threads=t),
+    "instab.inference.preprocessing:preprocess": lambda t: instab.preprocess(IMAGES, 4, threads=t),
+    "instab.inference.classifier:Classifier.__init__": lambda t: instab.Classifier(_model(), threads=t),
+    "instab.inference.classifier:Classifier.__init__#decode_threads":
+        lambda t: instab.Classifier(_model(), decode_threads=t),
+    "instab.isp.pipeline:unprocess": lambda t: isp.unprocess(IMAGES, threads=t),
+    "instab.isp.pipeline:develop": lambda t: isp.develop(_mosaics()[0], _mosaics()[1], threads=t),
+    "instab.environments.codecs:CodecEnvironment.apply": lambda t: _env("png").apply(IMAGES, threads=t),
+    "instab.environments.codecs:roundtrip": lambda t: codecs.roundtrip(IMAGES, "png", threads=t),
+    "instab.environments.codecs:roundtrip_settings":
+        lambda t: codecs.roundtrip_settings(IMAGES, codecs.CodecSettings("png"), threads=t),
+    "instab.environments.devices:DeviceProfile.capture_raw":
+        lambda t: devices.get("phone-mid").capture_raw(IMAGES[0], threads=t),
+    "instab.environments.devices:DeviceProfile.develop":
+        lambda t: devices.get("phone-mid").develop(_mosaics()[0], _mosaics()[1], threads=t),
+    "instab.environments.devices:DeviceProfile.capture": lambda t: devices.get("phone-mid").capture(IMAGES, threads=t),
+    "instab.environments.devices:DeviceEnvironment.apply": lambda t: _env("device:phone-mid").apply(IMAGES, threads=t),
+    "instab.environments.distort:DistortEnvironment.apply_fused":
+        lambda t: distort.DistortEnvironment.apply_fused(IMAGES, _env("gamma:g=2").fused_ops(0), t, 0),
+    "instab.environments.distort:DistortEnvironment.apply": lambda t: _env("gamma:g=2").apply(IMAGES, threads=t),
+    "instab.environments.distort:DistortEnvironment.__call__": lambda t: _env("gamma:g=2")(IMAGES, threads=t),
+    "instab.environments.distort:PhoneEnvironment.apply": lambda t: _env("distort:phone").apply(IMAGES, threads=t),
+    "instab.environments.distort:apply": lambda t: distort.apply(IMAGES, _env("gamma:g=2").ops, threads=t),
+    "instab.environments.distort:apply_seeded":
+        lambda t: distort.apply_seeded(IMAGES, _env("gamma:g=2").fused_ops(0), threads=t),
+    "instab.environments.distort:brightness": lambda t: distort.brightness(IMAGES, 0.1, threads=t),
+    "instab.environments.distort:contrast": lambda t: distort.contrast(IMAGES, 1.1, threads=t),
+    "instab.environments.distort:gamma": lambda t: distort.gamma(IMAGES, 2.0, threads=t),
+    "instab.environments.distort:gaussian_noise": lambda t: distort.gaussian_noise(IMAGES, 0.1, threads=t),
+    "instab.environments.distort:hue": lambda t: distort.hue(IMAGES, 0.1, threads=t),
+    "instab.environments.distort:poisson_noise": lambda t: distort.poisson_noise(IMAGES, 0.01, threads=t),
+    "instab.environments.distort:saturation": lambda t: distort.saturation(IMAGES, 1.2, threads=t),
+    "instab.environments.isp_kinds:IspEnvironment.raw": lambda t: _env("isp:instab-malvar").raw(IMAGES, threads=t),
+    "instab.environments.isp_kinds:IspEnvironment.develop":
+        lambda t: _env("isp:libraw-ahd").develop(_mosaics()[0][0], threads=t),
+    "instab.environments.isp_kinds:IspEnvironment.apply":
+        lambda t: _env("isp:libraw-ahd").apply(list(IMAGES), threads=t),
+    "instab.environments.registry:Chain.apply": lambda t: _env("gamma:g=2+png").apply(IMAGES, threads=t),
+    "instab.train.head:FeatureRunner.__init__": lambda t: FeatureRunner(_proto(), threads=t),
+    "instab.train.loop:Trainer.__init__":
+        lambda t: Trainer(build_training_graph(_proto(), loss="ce"), providers=["CPUExecutionProvider"], threads=t),
+}
+# Abstract: every concrete environment's apply is in CALLS.
+ABSTRACT = {"instab.environments.registry:Environment.apply"}
+
+
+def _takes_threads(fn: Any) -> list[str]:
+    fn = fn.__func__ if isinstance(fn, (staticmethod, classmethod)) else fn
+    if not inspect.isfunction(fn):
+        return []
+    return [p for p in inspect.signature(fn).parameters if p == "threads" or p.endswith("_threads")]
+
+
+def _public_functions_taking_threads() -> set[str]:
+    found = set()
+    for sub in LAYERS:
+        package = importlib.import_module(f"instab.{sub}")
+        for info in pkgutil.walk_packages(package.__path__, f"instab.{sub}."):
+            module = importlib.import_module(info.name)
+            for name in getattr(module, "__all__", ()):
+                obj = getattr(module, name)
+                if getattr(obj, "__module__", None) != module.__name__:
+                    continue  # re-exported: found in its own module
+                members = [(name, obj)] if inspect.isfunction(obj) else []
+                if inspect.isclass(obj):
+                    members = [(f"{name}.{a}", v) for a, v in vars(obj).items()
+                               if not a.startswith("_") or a in ("__init__", "__call__")]
+                for qualname, fn in members:
+                    for param in _takes_threads(fn):
+                        key = f"{info.name}:{qualname}"
+                        found.add(key if param == "threads" else f"{key}#{param}")
+    return found
+
+
+def test_every_public_function_taking_threads_is_checked_here():
+    found = _public_functions_taking_threads() - ABSTRACT
+    assert found == set(CALLS), (
+        f"add to CALLS: {sorted(found - set(CALLS))}; no longer taking threads: {sorted(set(CALLS) - found)}"
+    )
+
+
+def _expected(value: Any, name: str) -> str:
+    try:
+        check_threads(value, name)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    raise AssertionError(f"check_threads accepted {value!r}")
+
+
+@pytest.mark.parametrize("value, exc", BAD, ids=[repr(v) for v, _ in BAD])
+@pytest.mark.parametrize("key", sorted(CALLS))
+def test_bad_threads_raise_the_one_error(key, value, exc):
+    name = key.partition("#")[2] or "threads"
+    with pytest.raises(exc) as info:
+        CALLS[key](value)
+    assert str(info.value) == _expected(value, name)
+
+
+@pytest.mark.parametrize("value", GOOD, ids=repr)
+@pytest.mark.parametrize("key", sorted(CALLS))
+def test_none_and_positive_ints_work(key, value):
+    CALLS[key](value)
+
+
+def test_check_threads():
+    assert check_threads(None) >= 1
+    assert check_threads(np.int32(3)) == 3 and type(check_threads(np.int32(3))) is int
+    assert check_threads(MAX_THREADS) == MAX_THREADS
+    with pytest.raises(TypeError, match=r"^decode_threads: expected None \(all cores\) or an int in 1\.\."):
+        check_threads(1.0, "decode_threads")
+
+
+def test_chain_is_a_chain():
+    assert isinstance(_env("gamma:g=2+png"), Chain)
+    assert isinstance(_env("isp:libraw-ahd"), IspEnvironment)

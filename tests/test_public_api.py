@@ -1,0 +1,319 @@
+"""The public API contract (in the spirit of numpy's ``test_public_api.py``).
+
+The names below are the promise to users: adding a public name or module is a
+deliberate act (add it here too), removing or renaming one breaks users and must
+fail here first. Private modules (any ``_``-prefixed part, e.g. ``instab._shared``)
+are free to change, but still keep an ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import types
+
+import pytest
+
+import instab
+
+# What ``from instab import *`` and ``dir(instab)`` give; loaded lazily (PEP 562).
+TOP_LEVEL = {
+    "Classifier",
+    "InstabilityResult",
+    "Prediction",
+    "__version__",
+    "decode",
+    "environments",
+    "inference",
+    "instability",
+    "io",
+    "isp",
+    "metrics",
+    "models",
+    "preprocess",
+    "studies",
+    "train",
+    "workflow",
+}
+
+# Public subpackage -> its ``__all__``.
+SUBPACKAGES: dict[str, set[str]] = {
+    "instab.metrics": {
+        "ConfidenceSplit",
+        "GroupStats",
+        "InstabilityResult",
+        "PAD",
+        "RepeatAnalysis",
+        "instability",
+        "normalize_label_sets",
+    },
+    "instab.models": {
+        "EFFICIENTNET_LITE0",
+        "IMAGENET_MEAN",
+        "IMAGENET_STD",
+        "MODELS_DIR_ENV",
+        "Model",
+        "ModelSpec",
+        "builtin_names",
+        "cache_dir",
+        "dequantize",
+        "infer_spec",
+        "load",
+        "scale_offset_from_mean_std",
+        "search_path",
+    },
+    "instab.inference": {
+        "Classifier",
+        "EMBEDDING",
+        "Prediction",
+        "preprocess",
+        "resize_plan",
+        "short_side_for",
+    },
+    "instab.isp": {
+        "DEMOSAICS",
+        "GAMMAS",
+        "PATTERNS",
+        "RawMeta",
+        "TONES",
+        "auto_wb_gains",
+        "develop",
+        "nikon_meta",
+        "pattern_colours",
+        "psnr",
+        "read_headerless",
+        "read_raw",
+        "unprocess",
+        "write_dng",
+    },
+    "instab.environments": {
+        "Chain",
+        "EnvOutput",
+        "Environment",
+        "Spec",
+        "as_image_list",
+        "known_kinds",
+        "parse",
+        "parse_spec",
+        "register",
+    },
+    "instab.io": set(),
+    "instab.workflow": set(),
+    "instab.train": {
+        "Optimizer",
+        "StepResult",
+        "Trainer",
+        "TrainingGraph",
+        "UnsupportedOperatorError",
+        "build_gradient_graph",
+        "build_training_graph",
+        "parameter_layers",
+        "supported_operators",
+    },
+    "instab.studies": set(),
+}
+
+# Every public module: walking the package must find exactly these.
+PUBLIC_MODULES = {
+    "instab",
+    "instab.cli",
+    "instab.cli.characterize",
+    "instab.cli.common",
+    "instab.cli.demo",
+    "instab.cli.main",
+    "instab.cli.mitigation",
+    "instab.cli.models",
+    "instab.cli.report",
+    "instab.cli.score",
+    "instab.cli.simulate",
+    "instab.cli.train",
+    "instab.environments",
+    "instab.environments.codecs",
+    "instab.environments.devices",
+    "instab.environments.distort",
+    "instab.environments.isp_kinds",
+    "instab.environments.registry",
+    "instab.inference",
+    "instab.inference.classifier",
+    "instab.inference.preprocessing",
+    "instab.io",
+    "instab.io.labels",
+    "instab.io.manifest",
+    "instab.io.store",
+    "instab.isp",
+    "instab.isp.dng",
+    "instab.isp.pipeline",
+    "instab.metrics",
+    "instab.metrics.instability",
+    "instab.metrics.labels",
+    "instab.models",
+    "instab.models.efficientnet",
+    "instab.models.loading",
+    "instab.models.rewrites",
+    "instab.studies",
+    "instab.studies.characterize",
+    "instab.studies.demo",
+    "instab.studies.environment",
+    "instab.studies.isp",
+    "instab.studies.mitigation",
+    "instab.studies.mitigation.config",
+    "instab.studies.mitigation.context",
+    "instab.studies.mitigation.data",
+    "instab.studies.mitigation.finetune",
+    "instab.studies.mitigation.int8",
+    "instab.studies.mitigation.measuring",
+    "instab.studies.mitigation.noise",
+    "instab.studies.mitigation.outputs",
+    "instab.studies.mitigation.run",
+    "instab.studies.mitigation.stability",
+    "instab.studies.mitigation.steps",
+    "instab.studies.mitigation.table",
+    "instab.studies.mitigation.views",
+    "instab.studies.result",
+    "instab.studies.runtime",
+    "instab.train",
+    "instab.train.autodiff",
+    "instab.train.builder",
+    "instab.train.dataset",
+    "instab.train.graph",
+    "instab.train.head",
+    "instab.train.loop",
+    "instab.train.optim",
+    "instab.train.quantize",
+    "instab.train.simplify",
+    "instab.workflow",
+    "instab.workflow.report",
+    "instab.workflow.score",
+    "instab.workflow.simulate",
+}
+
+# Modules that are not walked: the compiled core (typed by _core.pyi, checked by
+# stubtest) and ``__main__`` (importing it runs the command line).
+UNWALKED = {"instab._core", "instab.cli.__main__"}
+
+
+def _is_private(name: str) -> bool:
+    return any(part.startswith("_") for part in name.split("."))
+
+
+def _all_modules() -> list[str]:
+    """Every module of instab except UNWALKED, private ones included."""
+    found = ["instab"]
+    # walk_packages imports packages to look inside them; a module that fails to import must fail here.
+    for info in pkgutil.walk_packages(instab.__path__, "instab.", onerror=_raise):
+        if info.name not in UNWALKED:
+            found.append(info.name)
+    return sorted(found)
+
+
+def _raise(name: str) -> None:
+    raise ImportError(f"importing {name} failed while walking instab")
+
+
+def _has_docstring(obj: object) -> bool:
+    """Its own docstring: not inherited, not the signature a dataclass writes in its place."""
+    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
+    if not isinstance(doc, str) or not doc.strip():
+        return False
+    return not (inspect.isclass(obj) and doc.startswith(f"{obj.__name__}("))
+
+
+def _public_objects(module: types.ModuleType) -> list[tuple[str, object]]:
+    """Functions and classes named in the module's ``__all__``."""
+    out: list[tuple[str, object]] = []
+    for name in getattr(module, "__all__", ()):
+        obj = getattr(module, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj) or inspect.isbuiltin(obj):
+            out.append((name, obj))
+    return out
+
+
+# ---------------------------------------------------------------- top level
+
+
+def test_top_level_all() -> None:
+    assert set(instab.__all__) == TOP_LEVEL
+    assert len(instab.__all__) == len(set(instab.__all__)), "duplicate names in instab.__all__"
+
+
+def test_top_level_dir_is_all() -> None:
+    assert dir(instab) == sorted(TOP_LEVEL)
+
+
+@pytest.mark.parametrize("name", sorted(TOP_LEVEL))
+def test_top_level_name_resolves(name: str) -> None:
+    value = getattr(instab, name)
+    if name in {n.rsplit(".", 1)[1] for n in SUBPACKAGES}:
+        assert value is importlib.import_module(f"instab.{name}")
+    elif name != "__version__":
+        # A lazy name is the very object its defining subpackage exports.
+        assert value.__module__.startswith("instab."), value
+
+
+def test_top_level_unknown_name_raises() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        instab.no_such_name  # noqa: B018 - the attribute access is the test
+
+
+def test_star_import() -> None:
+    namespace: dict[str, object] = {}
+    exec("from instab import *", namespace)
+    assert set(namespace) - {"__builtins__"} == TOP_LEVEL
+
+
+# ---------------------------------------------------------------- subpackages
+
+
+@pytest.mark.parametrize("package", sorted(SUBPACKAGES))
+def test_subpackage_all(package: str) -> None:
+    module = importlib.import_module(package)
+    assert set(getattr(module, "__all__", ())) == SUBPACKAGES[package]
+
+
+def test_subpackages_pinned() -> None:
+    top = {n for n in TOP_LEVEL if isinstance(getattr(instab, n), types.ModuleType)}
+    assert {f"instab.{n}" for n in top} == set(SUBPACKAGES)
+
+
+# ---------------------------------------------------------------- every module
+
+
+def test_public_modules_pinned() -> None:
+    public = {m for m in _all_modules() if not _is_private(m)}
+    assert public == PUBLIC_MODULES, (
+        f"new public modules: {sorted(public - PUBLIC_MODULES)}; gone: {sorted(PUBLIC_MODULES - public)}"
+    )
+
+
+def test_every_module_declares_all() -> None:
+    missing = [m for m in _all_modules() if not isinstance(getattr(importlib.import_module(m), "__all__", None), list)]
+    assert not missing, f"modules without an __all__ list: {missing}"
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES))
+def test_all_names_exist(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    names = list(getattr(module, "__all__", ()))
+    assert len(names) == len(set(names)), f"{module_name}.__all__ has duplicates"
+    missing = [n for n in names if not hasattr(module, n)]
+    assert not missing, f"{module_name}.__all__ names what it does not define: {missing}"
+
+
+def test_private_all_names_exist() -> None:
+    bad = {}
+    for m in _all_modules():
+        if _is_private(m):
+            module = importlib.import_module(m)
+            missing = [n for n in getattr(module, "__all__", ()) if not hasattr(module, n)]
+            if missing:
+                bad[m] = missing
+    assert not bad
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_MODULES))
+def test_public_module_docstrings(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    assert inspect.getdoc(module), f"{module_name} has no module docstring"
+    undocumented = [name for name, obj in _public_objects(module) if not _has_docstring(obj)]
+    assert not undocumented, f"{module_name}: public functions/classes without a docstring: {undocumented}"
