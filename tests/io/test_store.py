@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -11,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from instab.io.store import SCHEMA_VERSION, ResultRow, ResultStore, StoreBusyError
+from instab.io.store import SCHEMA_VERSION, ResultRow, ResultStore, StoreBusyError, StoreWriteError
 
 
 def _row(image_id, env, classes, *, model="m", repeat=0, labels=(1,), group=None, error=None, scores=None,
@@ -68,7 +69,9 @@ def test_several_models_and_meta(tmp_path):
         store.set_meta("manifest", "/x/manifest.csv")
         store.set_meta("manifest_errors", ["m.csv:3: bad"])
         store.set_meta("manifest", "/y/manifest.csv")  # replaced
-        assert store.meta() == {"manifest": "/y/manifest.csv", "manifest_errors": ["m.csv:3: bad"]}
+        meta = store.meta()
+        assert {k: meta[k] for k in ("manifest", "manifest_errors")} == {
+            "manifest": "/y/manifest.csv", "manifest_errors": ["m.csv:3: bad"]}
         assert store.models() == ["m1", "m2"]
         assert store.count("m1") == 1 and store.count() == 2
         with pytest.raises(ValueError, match=r"several models \(m1, m2\); name one"):
@@ -158,7 +161,7 @@ def test_a_database_that_is_not_an_instab_store_is_never_written(tmp_path):
         con.execute("CREATE TABLE results (model TEXT, image_id TEXT, environment TEXT, repeat INTEGER)")
         con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     con.close()
-    with pytest.raises(ValueError, match=r"old.db was written by an older instab \(schema 1\).*another --out"):
+    with pytest.raises(ValueError, match=r"old.db was written by an older instab \(schema 1,.*another --out"):
         ResultStore(old)
     # An empty SQLite file (or a 0-byte file) becomes a store.
     empty = tmp_path / "empty.db"
@@ -184,28 +187,50 @@ def test_a_corrupted_store_is_a_clear_error(tmp_path):
 def test_readonly_open_writes_nothing(tmp_path):
     path = tmp_path / "r.db"
     _fill(path, [_row("a", "x", [1])])
-    before = (path.read_bytes(), sorted(p.name for p in tmp_path.iterdir()))
+    before = path.read_bytes()
     with ResultStore(path, readonly=True) as store:
         assert store.load().ranked[0, 0, 0] == 1
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(StoreWriteError, match="readonly"):
             store.write([_row("b", "x", [1])])
-    assert (path.read_bytes(), sorted(p.name for p in tmp_path.iterdir())) == before
+    assert path.read_bytes() == before
+    wal = tmp_path / "r.db-wal"  # SQLite's own (empty) write-ahead log may be left for the next writer
+    assert not wal.exists() or wal.stat().st_size == 0
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ResultStore(tmp_path / "nothere.db", readonly=True)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores permission bits")
+def _without_privileges() -> list[str]:
+    """A command prefix under which permission bits apply (root ignores them: drop its capabilities)."""
+    if os.name != "posix":
+        pytest.skip("POSIX permission bits")
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None or subprocess.run(
+            ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "true"], capture_output=True).returncode != 0:
+        pytest.skip("running as root, where permission bits are ignored, and setpriv cannot drop that")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+
+
 def test_readonly_open_in_a_readonly_folder(tmp_path):
+    prefix = _without_privileges()
     folder = tmp_path / "ro"
     folder.mkdir()
     _fill(folder / "r.db", [_row("a", "x", [1])])
     folder.chmod(0o555)
     (folder / "r.db").chmod(0o444)
+    code = ("import sys; from instab.io.store import ResultStore\n"
+            "with ResultStore(sys.argv[1], readonly=True) as s: print(s.count(), s.load().ranked.tolist())\n"
+            "try: ResultStore(sys.argv[1])\n"
+            "except (ValueError, OSError) as exc: print(type(exc).__name__, exc)\n")
     try:
-        with ResultStore(folder / "r.db", readonly=True) as store:
-            assert store.count() == 1
+        proc = subprocess.run([*prefix, sys.executable, "-c", code, str(folder / "r.db")], capture_output=True,
+                              text=True, timeout=120)
     finally:
         folder.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "1 [[[1]]]"
+    assert lines[1].startswith(("ValueError results store: cannot open", "PermissionError"))
 
 
 def test_a_second_writer_is_refused_and_a_dead_ones_lock_is_free(tmp_path):

@@ -111,3 +111,57 @@ def test_usage_errors(argv, words, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     rc, _, err = _run(argv, capsys)
     assert rc == 2 and words in err and "Traceback" not in err
+
+
+@pytest.fixture
+def flawed_set(smooth_set):
+    """The smooth set plus a label row without its file and a file that cannot be decoded."""
+    (smooth_set / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with (smooth_set / "labels.csv").open("a") as fh:
+        fh.write("gone.png,1\nbroken.png,2\n")
+    return smooth_set
+
+
+def test_bad_input_is_reported_and_exits_1(flawed_set, tmp_path, capsys):
+    rc, printed, err = _run(["--experiment", "isp-psnr", "--images", str(flawed_set), "--labels",
+                             str(flawed_set / "labels.csv"), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 1  # finished, some inputs failed
+    assert "labels.csv:6: file 'gone.png' not found" in err and "broken.png" in err and "Traceback" not in err
+    data = json.loads((tmp_path / "out" / "isp-psnr.json").read_text())
+    assert data["n_images"] == 4 and printed.startswith("Round trip unprocess -> develop, 4")
+
+
+@pytest.mark.parametrize("experiment", ["compression-quality", "isp"])
+def test_bad_input_with_a_model(experiment, flawed_set, tmp_path, capsys):
+    model = tmp_path / "tiny.onnx"
+    onnx.save(tiny_classifier(classes=10, size=12), str(model))
+    rc, _, err = _run(["--experiment", experiment, "--images", str(flawed_set), "--labels",
+                       str(flawed_set / "labels.csv"), "--model", str(model)], capsys)
+    assert rc == 1 and "Traceback" not in err
+    assert "labels.csv:6: file 'gone.png' not found" in err and "broken.png" in err
+
+
+def test_out_is_checked_before_the_experiment_runs(smooth_set, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("instab.cli.characterize.run_experiment", pytest.fail)
+    (tmp_path / "taken").write_text("a file")
+    rc, _, err = _run(["--experiment", "noise", "--images", str(smooth_set), "--labels",
+                       str(smooth_set / "labels.csv"), "--out", str(tmp_path / "taken")], capsys)
+    assert rc == 2 and err == f"instab characterize: error: --out: {tmp_path / 'taken'} is a file, not a folder\n"
+    rc, _, err = _run(["--experiment", "noise", "--images", str(smooth_set), "--labels",
+                       str(smooth_set / "labels.csv"), "--out", str(tmp_path / "taken" / "sub")], capsys)
+    assert rc == 2 and err.startswith(f"instab characterize: error: --out: cannot create {tmp_path / 'taken' / 'sub'}")
+
+
+def test_study_json_has_provenance(smooth_set, tmp_path, capsys):
+    model = tmp_path / "tiny.onnx"
+    onnx.save(tiny_classifier(classes=10, size=12), str(model))
+    rc, _, _ = _run(["--experiment", "compression-quality", "--images", str(smooth_set), "--labels",
+                     str(smooth_set / "labels.csv"), "--model", str(model), "--seed", "3", "--out",
+                     str(tmp_path / "out")], capsys)
+    assert rc == 0
+    prov = json.loads((tmp_path / "out" / "compression-quality.json").read_text())["provenance"]
+    from instab import models
+    from instab.io.store import model_hash
+
+    assert prov["models"] == {str(model): model_hash(models.load(model))} and prov["seeds"] == {"seed": 3}
+    assert {"instab", "onnxruntime", "numpy", "argv", "host", "started", "finished"} <= set(prov)

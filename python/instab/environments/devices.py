@@ -42,6 +42,11 @@ from instab.environments.registry import Environment, EnvOutput, Spec, as_image_
 
 @dataclass(frozen=True)
 class DeviceProfile:
+    """A virtual device: its sensor noise, ISP (demosaic, white-balance error, tone, sharpening) and codec.
+
+    The fields are the keys of a ``[device.NAME]`` TOML table (see the module docstring).
+    """
+
     name: str
     demosaic: str = "malvar"
     wb_error: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -155,6 +160,7 @@ _PROFILES: dict[str, DeviceProfile] = dict(BUILTIN)
 
 
 def builtin_names() -> list[str]:
+    """Names of the built-in profiles, in order."""
     return list(BUILTIN)
 
 
@@ -164,6 +170,7 @@ def names() -> list[str]:
 
 
 def get(name: str) -> DeviceProfile:
+    """The profile named ``name`` (built in or loaded from TOML); ValueError for an unknown name."""
     if name not in _PROFILES:
         raise ValueError(f"device: unknown profile {name!r} (known: {', '.join(_PROFILES)})")
     return _PROFILES[name]

@@ -205,6 +205,7 @@ def parse(text: str) -> Environment:
 
 
 def known_kinds() -> list[str]:
+    """Every environment kind :func:`parse` knows, sorted (``avif``, ``brightness``, ...)."""
     return sorted(_KIND_MODULES)
 
 

@@ -283,13 +283,20 @@ def _load_efficientnet_lite0() -> onnx.ModelProto:
     return proto
 
 
+def _load_file(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError (a corrupt or truncated file) is no ValueError
+        raise ValueError(f"model: {path} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+
+
 def _resolve(name_or_path: str | os.PathLike) -> tuple[onnx.ModelProto, str, dict[str, Any] | ModelSpec]:
     text = os.fspath(name_or_path)
     if text == EFFICIENTNET_LITE0:
         return _load_efficientnet_lite0(), text, _efficientnet_spec()
     path = Path(text)
     if path.is_file():
-        return onnx.load(str(path)), path.stem, {}
+        return _load_file(path), path.stem, {}
     if text in _SHARED_MODELS:
         filename, overrides = _SHARED_MODELS[text]
         found = _find(filename)
@@ -298,11 +305,11 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[onnx.ModelProto, str, dic
                 f"name_or_path: built-in model {text!r} needs {filename}, not found in "
                 f"{[str(d) for d in search_path()]}; set {MODELS_DIR_ENV} to its folder"
             )
-        return onnx.load(str(found)), text, overrides
+        return _load_file(found), text, overrides
     if not path.is_absolute() and len(path.parts) == 1:
         found = _find(text) or _find(text + ".onnx")
         if found is not None:
-            return onnx.load(str(found)), found.stem, {}
+            return _load_file(found), found.stem, {}
     raise FileNotFoundError(
         f"name_or_path: {text!r} is neither a file nor a built-in model ({builtin_names()}) "
         f"nor a file in the model search path {[str(d) for d in search_path()]}"

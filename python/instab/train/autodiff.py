@@ -29,6 +29,8 @@ class UnsupportedOperatorError(ValueError):
 
 
 def rule(*op_types: str) -> Callable[[Rule], Rule]:
+    """Decorator: register ``fn`` as the gradient rule of ``op_types``."""
+
     def wrap(fn: Rule) -> Rule:
         for op in op_types:
             _RULES[op] = fn

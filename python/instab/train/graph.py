@@ -92,6 +92,7 @@ def updated_name(name: str) -> str:
 
 
 def state_name(param: str, slot: str) -> str:
+    """Input name of optimizer state ``slot`` (e.g. ``momentum``) of parameter ``param``."""
     return f"optim::{slot}::{param}"
 
 

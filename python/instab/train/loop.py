@@ -26,6 +26,8 @@ CHECKPOINT_VERSION = 1
 
 @dataclass
 class StepResult:
+    """The losses of one training step: total ``loss``, cross-entropy ``ce`` and the ``stability`` term."""
+
     loss: float
     ce: float
     stability: float
