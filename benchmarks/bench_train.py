@@ -7,8 +7,8 @@ against another implementation, computed untimed in the same test:
 
 - instab's step: its loss equals a numpy computation from the inference model's logits
   (rel. 1e-4, float32 logits), and its gradient, projected on a random direction, equals
-  the central difference of that numpy loss (rel. 3e-2: ReLU/Clip kinks near the
-  evaluation point bias a finite difference, as in tests/train/test_graph.py);
+  the central difference of that numpy loss (rel. 3e-2, 5e-2 at full size: ReLU/Clip
+  kinks near the evaluation point bias a finite difference; see ``FD``);
 - ``numpy-finite-difference`` (the baseline that exists without torch): two forward
   passes and the numpy loss give the same directional derivative, checked against
   instab's gradient with the same tolerance;
@@ -34,7 +34,11 @@ from tests._support.training import tiny_classifier, tiny_data
 
 ALPHA, LR = 0.1, 1e-4
 OPT = Optimizer("sgd", momentum=0.9)
-FD_EPS, FD_TOL = 1e-3, 3e-2
+# Central-difference step (relative to each tensor's RMS) and relative tolerance. On the small graph a step
+# of 1e-3 agrees with the gradient to 1e-4. Through MobileNetV2's 50 ReLU6 layers (batch 16) the loss bends
+# much sooner: measured 20% off at 3e-4, 8% at 1e-4, 1.3% at 3e-5, and below 1e-5 float32 rounding of the
+# loss takes over (6% at 1e-5), hence 3e-5 and 5% there.
+FD = {"full": (3e-5, 5e-2), "small": (1e-3, 3e-2)}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,12 @@ def case(request):
         x, labels = tiny_data(4)
     xn = make_perturbation("noise:gaussian,sigma=0.1")(x, 0, 0)
     return model, x, xn, labels.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def fd(request) -> tuple[float, float]:
+    """(step, tolerance) of the finite-difference checks."""
+    return FD["small" if request.config.getoption("benchmark_disable") else "full"]
 
 
 def _numpy_loss(model: onnx.ModelProto, x, xn, labels) -> float:
@@ -85,7 +95,7 @@ def direction(tg: TrainingGraph, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def numpy_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x, xn, labels) -> float:
+def numpy_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x, xn, labels, eps: float) -> float:
     """Central difference of the numpy loss along ``v`` (two forward passes of the inference model)."""
 
     def loss_at(d: float) -> float:
@@ -96,7 +106,7 @@ def numpy_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x,
                 init.CopyFrom(numpy_helper.from_array(moved, init.name))
         return _numpy_loss(m, x, xn, labels)
 
-    return (loss_at(FD_EPS) - loss_at(-FD_EPS)) / (2 * FD_EPS)
+    return (loss_at(eps) - loss_at(-eps)) / (2 * eps)
 
 
 def instab_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x, xn, labels) -> float:
@@ -107,19 +117,21 @@ def instab_directional_derivative(tg: TrainingGraph, v: dict[str, np.ndarray], x
     return float(sum(np.sum((tg.initial[p].astype(np.float64) - new[p]) * v[p]) for p in tg.params))
 
 
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= FD_TOL * max(abs(a), abs(b), 1e-3)
+def _close(a: float, b: float, tol: float) -> bool:
+    return abs(a - b) <= tol * max(abs(a), abs(b), 1e-3)
 
 
-def test_train_step_onnxruntime(benchmark, case):
+def test_train_step_onnxruntime(benchmark, case, fd):
     model, x, xn, labels = case
     tg = build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT)
     tr = Trainer(tg)
     first = tr.step(x, xn, labels, LR)
     assert first.loss == pytest.approx(_numpy_loss(model, x, xn, labels), rel=1e-4)
     v = direction(tg)
-    ours, fd = instab_directional_derivative(tg, v, x, xn, labels), numpy_directional_derivative(tg, v, x, xn, labels)
-    assert _close(ours, fd), (ours, fd)
+    eps, tol = fd
+    ours = instab_directional_derivative(tg, v, x, xn, labels)
+    theirs = numpy_directional_derivative(tg, v, x, xn, labels, eps)
+    assert _close(ours, theirs, tol), (ours, theirs)
     benchmark.group = "train-step"
     if benchmark.disabled:
         benchmark(tr.step, x, xn, labels, LR)
@@ -127,17 +139,18 @@ def test_train_step_onnxruntime(benchmark, case):
         benchmark.pedantic(tr.step, args=(x, xn, labels, LR), rounds=3, iterations=1, warmup_rounds=1)
 
 
-def test_train_step_numpy_finite_difference(benchmark, case):
+def test_train_step_numpy_finite_difference(benchmark, case, fd):
     model, x, xn, labels = case
     tg = build_training_graph(model, loss="kl", alpha=ALPHA, optimizer=OPT)
-    v = direction(tg)
+    v, (eps, tol) = direction(tg), fd
     benchmark.group = "train-step"
     if benchmark.disabled:
-        fd = benchmark(numpy_directional_derivative, tg, v, x, xn, labels)
+        theirs = benchmark(numpy_directional_derivative, tg, v, x, xn, labels, eps)
     else:
-        fd = benchmark.pedantic(numpy_directional_derivative, args=(tg, v, x, xn, labels), rounds=3, iterations=1)
+        theirs = benchmark.pedantic(numpy_directional_derivative, args=(tg, v, x, xn, labels, eps), rounds=3,
+                                    iterations=1)
     ours = instab_directional_derivative(tg, v, x, xn, labels)
-    assert _close(fd, ours), (fd, ours)
+    assert _close(theirs, ours, tol), (theirs, ours)
 
 
 def test_train_step_torch(benchmark, case):

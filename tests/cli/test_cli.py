@@ -1,9 +1,13 @@
-"""End-to-end command line: score (with kill and resume), report, models, exit codes."""
+"""End-to-end command line: score (with kill and resume, also of concurrent runs), report, models, exit codes.
+
+Disk-full and Ctrl-C are in test_reliability.py.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -99,6 +103,60 @@ def test_score_resumes_after_sigkill(samples_dir, models_dir, tmp_path):
     clean = tmp_path / "clean.db"
     assert main(["score", str(manifest), "--model", model, "--out", str(clean), "--batch-size", "4", "--quiet"]) == 0
     assert resumed == _rows(clean)
+
+
+def _count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _integrity(db: Path) -> tuple[str, int, int]:
+    """(integrity_check, rows, distinct keys) of a store."""
+    with sqlite3.connect(db) as con:
+        check = con.execute("PRAGMA integrity_check").fetchone()[0]
+        n, keys = con.execute("SELECT COUNT(*), COUNT(DISTINCT model_hash || image_id || '|' || environment || '|' "
+                              "|| repeat) FROM results").fetchone()
+    return check, n, keys
+
+
+def test_concurrent_runs_killed_at_random_moments(samples_dir, models_dir, tmp_path):
+    envs = [f"e{j}" for j in range(8)]
+    manifest = _manifest(samples_dir, tmp_path, 40, envs=envs)  # 320 items: about a second of scoring
+    model = str(models_dir / MODEL)
+    db = tmp_path / "killed.db"
+    cmd = [sys.executable, "-m", "instab.cli", "score", str(manifest), "--model", model, "--out", str(db),
+           "--batch-size", "4", "--threads", "1", "--quiet"]
+    rng = random.Random(0)
+    stored = 0
+    for _ in range(3):
+        # Two runs started together on one store: one works, the other is refused (or runs after it);
+        # each is killed with SIGKILL at a random moment, if it is still running then.
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+        start = time.time()
+        while time.time() < start + 60 and _count(db) <= stored and any(p.poll() is None for p in procs):
+            time.sleep(0.01)  # until scoring has begun
+        kill_at = [time.time() + rng.uniform(0.0, 0.6) for _ in procs]
+        while any(p.poll() is None for p in procs):
+            for p, t in zip(procs, kill_at, strict=True):
+                if p.poll() is None and time.time() >= t:
+                    os.kill(p.pid, signal.SIGKILL)
+            time.sleep(0.02)
+        for p in procs:
+            assert p.returncode in (0, 2, -signal.SIGKILL), p.stderr.read()
+            if p.returncode == 2:
+                assert b"is in use by another instab run" in p.stderr.read()
+        if db.exists():
+            check, n, keys = _integrity(db)
+            assert check == "ok" and n == keys and stored <= n <= 320  # nothing lost, nothing twice
+            stored = n
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert _integrity(db) == ("ok", 320, 320)
+    clean = tmp_path / "clean.db"
+    assert main(["score", str(manifest), "--model", model, "--out", str(clean), "--batch-size", "4", "--quiet"]) == 0
+    assert _rows(db) == _rows(clean)
 
 
 def test_models_command(models_dir, tmp_path, capsys):

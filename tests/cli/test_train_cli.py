@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from instab.cli.main import build_parser
 from PIL import Image
+
+from instab.cli.main import build_parser
 from tests._support.training import run_model, tiny_classifier, tiny_data
 
 
@@ -19,7 +20,7 @@ def parse(argv):
 def folder(tmp_path):
     images, labels = tiny_data(12, size=12)
     rows = ["file,class_index"]
-    for i, (im, y) in enumerate(zip(images, labels)):
+    for i, (im, y) in enumerate(zip(images, labels, strict=True)):
         Image.fromarray(im).resize((16, 14), Image.NEAREST).save(tmp_path / f"im{i}.png")
         rows.append(f"im{i}.png,{y}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")

@@ -142,7 +142,7 @@ def test_bad_input_with_a_model(experiment, flawed_set, tmp_path, capsys):
 
 
 def test_out_is_checked_before_the_experiment_runs(smooth_set, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("instab.cli.characterize.run_experiment", pytest.fail)
+    monkeypatch.setattr("instab.cli.characterize.run_experiment", lambda *a, **k: pytest.fail("it ran"))
     (tmp_path / "taken").write_text("a file")
     rc, _, err = _run(["--experiment", "noise", "--images", str(smooth_set), "--labels",
                        str(smooth_set / "labels.csv"), "--out", str(tmp_path / "taken")], capsys)

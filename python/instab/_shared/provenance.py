@@ -12,7 +12,7 @@ import platform
 import socket
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 def utc_now() -> str:
     """The current time, UTC, ISO 8601 to the second (``2024-05-01T12:00:00+00:00``)."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
 def sha256_hex(data: bytes) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from instab.cli.common import EXIT_OK, UsageError
+from instab import models
+from instab._shared import provenance
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_out_folder, print_problems
 from instab.cli.mitigation import add_mitigation_arguments, run_mitigation_cli
 from instab.environments import devices
-from instab.studies.characterize import EXPERIMENT_NAMES, run_experiment
+from instab.io.store import model_hash
+from instab.studies.characterize import EXPERIMENT_NAMES, experiment_models, input_errors, run_experiment
 from instab.studies.result import StudyResult, to_plain
 
 
@@ -33,16 +37,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-def write_result(result: StudyResult, out: str | Path, name: str) -> None:
-    """``out/<name>.txt`` (the printed text) and ``out/<name>.json`` (``to_dict()``, NaN as null)."""
+def write_result(result: StudyResult, out: str | Path, name: str,
+                 provenance_record: dict[str, Any] | None = None) -> None:
+    """``out/<name>.txt`` (the printed text) and ``out/<name>.json`` (``to_dict()``, NaN as null).
+
+    ``provenance_record`` (:func:`instab._shared.provenance.record`) goes into the JSON as ``provenance``.
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    data = to_plain(result.to_dict())
+    if provenance_record is not None:
+        data["provenance"] = provenance_record
     (folder / f"{name}.txt").write_text(result.to_text() + "\n")
-    (folder / f"{name}.json").write_text(json.dumps(to_plain(result.to_dict()), indent=1))
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=1))
+
+
+def _model_hash(name: str) -> str | None:
+    """The content hash of a model the experiment used, for its provenance (None if it cannot be loaded again)."""
+    try:
+        return model_hash(models.load(name))
+    except (OSError, ValueError):  # e.g. the file was removed meanwhile: the results are still worth writing
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``instab characterize``; returns the exit code."""
+    """Run ``instab characterize``; returns the exit code (1 when label rows or images were left out or failed)."""
+    started = provenance.utc_now()
+    if args.out is not None:
+        check_out_folder(args.out)  # before the experiment: a bad --out must not cost its run
     if args.profiles:
         devices.load_profiles(args.profiles)
     if args.experiment == "mitigation":
@@ -54,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
     result = run_experiment(args.experiment, args.images if has_images else None, args.labels if has_images else None,
                             args.model, raw=args.raw, limit=args.limit, seed=args.seed, threads=args.threads)
     print(result.to_text())
+    problems = input_errors(result)
+    print_problems(args.experiment, problems)
     if args.out is not None:
-        write_result(result, args.out, args.experiment)
-    return EXIT_OK
+        hashes = {m: _model_hash(m) for m in experiment_models(args.experiment, args.model)}
+        write_result(result, args.out, args.experiment,
+                     provenance.record(started, models=hashes, seeds={"seed": args.seed}))
+    return EXIT_PARTIAL if problems else EXIT_OK
 
 
 __all__ = ["add_parser", "run", "write_result"]

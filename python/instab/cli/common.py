@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 
 from instab.io.labels import LabeledImage, read_labels_csv
 
 #: 0 success; 1 the command ran but some inputs failed (recorded and summarized);
-#: 2 bad usage or unusable input (a clear message, never a traceback).
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+#: 2 bad usage or unusable input (a clear message, never a traceback); 130 Ctrl-C (128 + SIGINT).
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -33,4 +35,38 @@ def labelled_images(images: str, labels: str, limit: int | None) -> tuple[list[L
     return items, errors
 
 
-__all__ = ["EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "UsageError", "labelled_images", "read_class_names"]
+def check_out_folder(path: str, option: str = "--out") -> Path:
+    """Make sure ``path`` is a folder we can write (created if missing), before any work is done."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{option}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot create {folder} or write into it ({exc.strerror or exc})") from None
+    return folder
+
+
+def print_problems(what: str, messages: list[str], shown: int = 10) -> None:
+    """``what: N problem(s)`` and the first ``shown`` messages, on stderr (nothing when there are none)."""
+    if not messages:
+        return
+    lines = [f"{what}: {len(messages)} left out or failed:"] + [f"  {m}" for m in messages[:shown]]
+    if len(messages) > shown:
+        lines.append(f"  ... and {len(messages) - shown} more")
+    print("\n".join(lines), file=sys.stderr)
+
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "EXIT_USAGE",
+    "UsageError",
+    "check_out_folder",
+    "labelled_images",
+    "print_problems",
+    "read_class_names",
+]

@@ -1,17 +1,20 @@
 """The ``instab`` command line: builds the top-level parser and dispatches to one module per command.
 
 Exit codes: 0 success; 1 the command ran but some inputs failed (recorded and
-summarized); 2 bad usage or unusable input (a clear message, never a traceback).
+summarized); 2 bad usage or unusable input (a clear message, never a traceback);
+130 interrupted with Ctrl-C (what was stored is kept; ``instab score`` says how
+much, and resumes when run again).
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from instab.cli import characterize, demo, models, report, score, simulate, train
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError
+from instab.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError
 
 #: The command modules, in the order ``instab --help`` lists them; each has ``add_parser`` and ``run``.
 COMMANDS = (demo, simulate, characterize, score, report, train, models)
@@ -22,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="instab",
         description="Measure and reduce the instability of image classifiers across devices.",
-        epilog="Exit codes: 0 ok; 1 finished but some inputs failed (see the summary); 2 bad usage or input.",
+        epilog="Exit codes: 0 ok; 1 finished but some inputs failed (see the summary); 2 bad usage or input; "
+               "130 interrupted (Ctrl-C).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -37,8 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ValueError, TypeError, OSError) as exc:
-        print(f"instab {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C, in any command: what was stored is kept
+        detail = str(exc) or "nothing to resume: run it again to start over"
+        print(f"instab {args.command}: interrupted: {detail}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, TypeError, OSError, sqlite3.Error) as exc:
+        # one line, even for a message that spans several (e.g. from a library)
+        message = " ".join(line.strip() for line in str(exc).splitlines())
+        print(f"instab {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -47,6 +57,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 __all__ = [
     "COMMANDS",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_PARTIAL",
     "EXIT_USAGE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from instab._shared import provenance
 from instab.cli.common import EXIT_OK, UsageError, read_class_names
 from instab.io.store import ResultStore
 from instab.workflow.report import write_report
@@ -15,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser("report", help="results store -> HTML report with figures, JSON and CSV tables")
     p.add_argument("results", help="results store written by 'instab score'")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--model", help="which model's results (needed when the store holds several)")
+    p.add_argument("--model", help="which model's results: its name, hash or a prefix of the hash (needed when "
+                                   "the store holds several)")
     p.add_argument("--class-names", help="text file of class names (one per line) for the tables")
     p.set_defaults(func=run)
     return p
@@ -28,12 +30,17 @@ def _rate(name: str, v: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``instab report``; returns the exit code."""
-    if not Path(args.results).is_file():
+    started = provenance.utc_now()
+    if not Path(args.results).exists():
         raise UsageError(f"results: {args.results} does not exist")
-    with ResultStore(args.results) as store:
+    with ResultStore(args.results, readonly=True) as store:  # a read-only store (or folder) is fine
         scored = store.load(args.model)
+        runs = [r for r in store.meta().get("runs", [])  # type: ignore[union-attr]
+                if scored.model_hash in r.get("models", {}).values()]
+    record = provenance.record(started, models={scored.model: scored.model_hash},
+                               results=str(Path(args.results).resolve()), scoring_runs=runs)
     report = write_report(scored, args.out, title=f"instab report: {Path(args.results).name}",
-                          class_names=read_class_names(args.class_names))
+                          class_names=read_class_names(args.class_names), provenance=record)
     print("  ".join(_rate(k, v) for k, v in report.summary["instability"].items()))
     print(f"report: {report.html}")
     return EXIT_OK

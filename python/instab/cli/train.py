@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from instab import models
+from instab._shared.onnx_graph import initializer_names
 from instab.train.dataset import InputFormat, load_dataset, make_perturbation
 from instab.train.graph import LOSSES, build_training_graph
 from instab.train.loop import Trainer
@@ -77,8 +78,7 @@ def _load_model(path: str):
 
 
 def _is_weight(proto: onnx.ModelProto, node: onnx.NodeProto) -> bool:
-    inits = {i.name for i in proto.graph.initializer}
-    return bool(node.input) and node.input[0] in inits
+    return bool(node.input) and node.input[0] in initializer_names(proto.graph)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ from PIL import Image
 from instab._native import core
 from instab._shared.decode import decode, register_heif
 from instab._shared.validation import check_threads
-from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, parse, register
+from instab.environments.registry import Environment, EnvOutput, Spec, image_items, parse, register
 
 FORMATS = ("jpeg", "png", "webp", "heif", "avif")
 _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "heif": "HEIF", "avif": "AVIF"}
@@ -128,7 +128,7 @@ def roundtrip_settings(
     images: Any, settings: CodecSettings, seed: int = 0, threads: int | None = None, first_index: int = 0
 ) -> EnvOutput:
     """Encode and decode every image with ``settings``; see the module docstring."""
-    items, is_batch = as_image_list(images)
+    items, is_batch, item_errors = image_items(images)
     n = len(items)
     workers = max(1, min(check_threads(threads), n))
     qualities = draw_qualities(settings.quality, n, seed, first_index)
@@ -136,7 +136,7 @@ def roundtrip_settings(
     def one(i: int) -> tuple[np.ndarray | None, int, str | None]:
         im = items[i]
         if im is None:
-            return None, -1, "no input image"
+            return None, -1, item_errors[i]
         try:
             data = encode(im, settings.fmt, **settings.save_options(qualities[i]))
             out = decode(data, channels=im.shape[-1])

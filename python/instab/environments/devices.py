@@ -37,7 +37,7 @@ import numpy as np
 from instab import isp
 from instab._shared.validation import check_threads
 from instab.environments import distort
-from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, parse, register
+from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, image_items, parse, register
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,24 @@ class DeviceProfile:
 
     def capture(self, images: Any, seed: int = 0, shot: int = 0, threads: int | None = None,
                 first_index: int = 0) -> EnvOutput:
-        """Photograph ``images`` (uint8 NHWC or a list of HWC) with this device: decoded images + file sizes."""
+        """Photograph ``images`` (uint8 NHWC or a list of HWC) with this device: decoded images + file sizes.
+
+        An image the device cannot take (missing, not uint8 HWC, under 2x2 for the
+        Bayer mosaic) gets a per-item error in ``errors``; the others are captured.
+        """
         threads = check_threads(threads)
-        items, is_batch = as_image_list(images)
-        ok = [i for i, im in enumerate(items) if im is not None]
-        errors: list[str | None] = [None if im is not None else "no input image" for im in items]
+        items, is_batch, errors = image_items(images)
         developed: list[np.ndarray | None] = [None] * len(items)
-        for i in ok:  # one image at a time: sizes differ, and index i keys its noise
-            mosaic, meta = self.capture_raw(items[i], seed, shot, threads, first_index + i)
-            developed[i] = self.develop(mosaic[None], meta, threads)[0]
-        coded = self._codec.apply([d for d in developed if d is not None], seed=self._seed(seed, shot),
+        for i, im in enumerate(items):  # one image at a time: sizes differ, and index i keys its noise
+            if im is None:
+                continue
+            try:
+                mosaic, meta = self.capture_raw(im, seed, shot, threads, first_index + i)
+                developed[i] = self.develop(mosaic[None], meta, threads)[0]
+            except (ValueError, TypeError) as exc:  # e.g. too small for the mosaic: this item only
+                errors[i] = f"device:{self.name}: {exc}"
+        ok = [i for i, d in enumerate(developed) if d is not None]
+        coded = self._codec.apply([developed[i] for i in ok], seed=self._seed(seed, shot),
                                   threads=threads, first_index=first_index)
         out_images: list[np.ndarray | None] = [None] * len(items)
         sizes = np.full(len(items), -1, dtype=np.int64)

@@ -44,7 +44,7 @@ import numpy as np
 from instab._native import core
 from instab._shared.validation import check_seed, check_threads
 from instab.environments.codecs import CodecSettings, parse_quality, roundtrip_settings
-from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, mix_seed, parse, register
+from instab.environments.registry import Environment, EnvOutput, Spec, image_items, mix_seed, parse, register
 
 Param = Union[float, tuple[float, float]]
 
@@ -310,9 +310,8 @@ class DistortEnvironment(Environment):
 
 
 def _env_output(images: Any, ops: Sequence[tuple[Op, int]], threads: int | None, first_index: int) -> EnvOutput:
-    items, is_batch = as_image_list(images)  # environments take uint8 images
+    items, is_batch, errors = image_items(images)  # environments take uint8 images; unusable ones are skipped
     out, _ = apply_seeded(images if is_batch else items, ops, threads=threads, first_index=first_index)
-    errors = [None if im is not None else "no input image" for im in items]
     return EnvOutput(out, None, errors)
 
 

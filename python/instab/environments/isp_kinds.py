@@ -28,7 +28,7 @@ import numpy as np
 
 from instab import isp
 from instab._shared.validation import check_threads
-from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, register
+from instab.environments.registry import Environment, EnvOutput, Spec, image_items, register
 
 LIBRAW_ALGORITHMS = ("linear", "vng", "ppg", "ahd", "dcb", "dht", "aahd")
 INSTAB_METHODS = isp.DEMOSAICS
@@ -101,15 +101,13 @@ class IspEnvironment(Environment):
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
         threads = check_threads(threads)  # checked here: per-image errors below are caught
-        items, was_batch = as_image_list(images)
-        errors: list[str | None] = [None] * len(items)
+        items, was_batch, errors = image_items(images)
         outs: list[np.ndarray | None] = [None] * len(items)
         if was_batch and self.engine == "instab" and items and min(images.shape[1:3]) >= 2:
             batch = self.develop(self.raw(images, seed, threads, first_index), threads)
             return EnvOutput(images=batch, errors=errors)
         for i, im in enumerate(items):
-            if im is None:
-                errors[i] = "no input image"
+            if im is None:  # its error is already recorded
                 continue
             try:
                 outs[i] = self.develop(self.raw(im, seed, threads, first_index + i), threads)

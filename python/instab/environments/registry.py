@@ -251,12 +251,50 @@ def as_image_list(images: Any, name: str = "images") -> tuple[list[np.ndarray | 
         return out, False
     raise TypeError(f"{name}: expected a uint8 [N, H, W, C] array or a list of HWC arrays, got {type(images).__name__}")
 
+
+def image_items(images: Any, name: str = "images") -> tuple[list[np.ndarray | None], bool, list[str | None]]:
+    """Like :func:`as_image_list`, but an unusable list item becomes a per-item error instead of raising.
+
+    Environments use this so that one bad image does not stop a run over the others.
+
+    Parameters
+    ----------
+    images : uint8 [N, H, W, C] array or list of HWC arrays (or None)
+        A batch array is one input: a wrong dtype or shape raises as in :func:`as_image_list`.
+    name : str
+        What to call ``images`` in messages.
+
+    Returns
+    -------
+    items, is_batch, errors
+        ``items[i]`` is the uint8 HWC image, or None when item ``i`` is missing or
+        unusable; ``errors[i]`` says why (``"no input image"``, or the dtype and
+        shape it had), None for a usable item.
+    """
+    if not isinstance(images, (list, tuple)):
+        items, is_batch = as_image_list(images, name)
+        return items, is_batch, [None] * len(items)
+    out: list[np.ndarray | None] = []
+    errors: list[str | None] = []
+    for i, im in enumerate(images):
+        a = None if im is None else np.asarray(im)
+        if a is None:
+            errors.append("no input image")
+        elif a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+            errors.append(f"{name}[{i}]: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}")
+            a = None
+        else:
+            errors.append(None)
+        out.append(a)
+    return out, False, errors
+
 __all__ = [
     "Chain",
     "EnvOutput",
     "Environment",
     "Spec",
     "as_image_list",
+    "image_items",
     "known_kinds",
     "mix_seed",
     "parse",

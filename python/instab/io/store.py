@@ -4,10 +4,10 @@ A model is identified by its content (``model_hash``: SHA-256 of its serialized
 graph and spec, see :func:`model_hash`), never by its name alone, so two model
 files that share a name, or a model replaced in place, never share results.
 
-SQLite in WAL mode; every batch is written in one transaction keyed
-on the primary key, so a run killed at any point (even
-SIGKILL) loses at most the batch in flight, and a re-run resumes by skipping
-the keys already stored: no duplicated and no lost rows. One writer at a time:
+SQLite in WAL mode; every batch is written in one transaction keyed on the
+primary key, so a run killed at any point (even SIGKILL) loses at most the
+batch in flight, and a re-run resumes by skipping the keys already stored: no
+duplicated and no lost rows. One writer at a time:
 a writer holds an advisory lock on ``<store>.lock`` (released by the OS when
 the process dies, so a killed run never leaves a stale lock); readers are never
 blocked, and a read-only store opens with ``readonly=True``.
@@ -302,7 +302,7 @@ class ResultStore:
 
     def meta(self) -> dict[str, object]:
         """The ``meta`` table: the schema marker, creation time, manifest, runs (provenance), ..."""
-        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+        return {k: json.loads(v) for k, v in self._read("SELECT key, value FROM meta")}
 
     # ------------------------------------------------------------------ writing
 
@@ -356,10 +356,20 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
 
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        """All rows of a query; a damaged file is a ValueError naming it."""
+        try:
+            return self.db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            raise  # not damage: e.g. a locked or vanished file
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"results store: {self.path} is damaged ({exc}); restore it from a copy, or start "
+                             "a fresh store") from None
+
     def stored(self, identity: str) -> dict[Key, StoredItem]:
         """What is stored for model ``identity`` (a hash, see :func:`model_hash`), by key."""
-        cur = self.db.execute("SELECT image_id, environment, repeat, path, labels, grp, k, error FROM results "
-                              "WHERE model_hash = ?", (identity,))
+        cur = self._read("SELECT image_id, environment, repeat, path, labels, grp, k, error FROM results "
+                         "WHERE model_hash = ?", (identity,))
         return {(a, b, int(c)): StoredItem(path, _labels(lab), grp, k, err) for a, b, c, path, lab, grp, k, err in cur}
 
     def done_keys(self, identity: str) -> set[Key]:
@@ -368,19 +378,18 @@ class ResultStore:
 
     def models(self) -> list[str]:
         """The names of the stored models (see :meth:`identities` for the models themselves)."""
-        return [m for (m,) in self.db.execute("SELECT DISTINCT model FROM results ORDER BY model")]
+        return [m for (m,) in self._read("SELECT DISTINCT model FROM results ORDER BY model")]
 
     def identities(self) -> list[tuple[str, str]]:
         """(model_hash, name) of every stored model, by name."""
-        return [(h, m) for h, m in self.db.execute(
+        return [(h, m) for h, m in self._read(
             "SELECT DISTINCT model_hash, model FROM results ORDER BY model, model_hash")]
 
     def count(self, model: str | None = None) -> int:
         """Stored rows, of all models or of one (by hash or name)."""
         if model is None:
-            return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
-        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE model_hash = ? OR model = ?",
-                                   (model, model)).fetchone()[0])
+            return int(self._read("SELECT COUNT(*) FROM results")[0][0])
+        return int(self._read("SELECT COUNT(*) FROM results WHERE model_hash = ? OR model = ?", (model, model))[0][0])
 
     def resolve(self, model: str | None = None) -> tuple[str, str]:
         """(model_hash, name) of the model named by ``model``: its hash, a unique prefix of it, or its name."""
@@ -405,11 +414,11 @@ class ResultStore:
     def load(self, model: str | None = None) -> ScoredSet:
         """All rows of one model as arrays (the only model when there is one; else by hash or name)."""
         identity, name = self.resolve(model)
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT image_id, environment, repeat, labels, grp, classes, scores, error FROM results "
             "WHERE model_hash = ? ORDER BY rowid",
             (identity,),
-        ).fetchall()
+        )
         image_ids = list(dict.fromkeys(r[0] for r in rows))
         columns = list(dict.fromkeys((r[1], int(r[2])) for r in rows))
         img_index = {x: i for i, x in enumerate(image_ids)}

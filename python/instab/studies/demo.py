@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instab._shared import provenance
 from instab.environments import devices
 from instab.io.labels import read_labels_csv
 from instab.io.store import ResultStore
@@ -87,6 +88,7 @@ def write_photo_set(folder: Path) -> Path:
 
 def run_demo(out: str | os.PathLike, seed: int = 0) -> int:
     """Simulate, score and report the demo photos into ``out``; prints the tables; returns the exit code (0)."""
+    started = provenance.utc_now()
     out_dir = Path(out)
     labels_csv = write_photo_set(out_dir / "photos")
     items, errors = read_labels_csv(labels_csv, "/")
@@ -98,12 +100,13 @@ def run_demo(out: str | os.PathLike, seed: int = 0) -> int:
     print(sim.text())
     summary = score_manifest(sim.manifest, MODEL, out_dir / "results.db", progress=None)
     print(summary.text())
-    with ResultStore(out_dir / "results.db") as store:
-        scored = store.load(summary.model)
+    with ResultStore(out_dir / "results.db", readonly=True) as store:
+        scored = store.load(summary.model_hash)
     print()
     print(family_table(scored))
     names = [CLASS_NAMES.get(i, str(i)) for i in range(1000)]
-    report = write_report(scored, out_dir / "report", title="instab demo", class_names=names)
+    record = provenance.record(started, models={MODEL: summary.model_hash}, seeds={"seed": seed})
+    report = write_report(scored, out_dir / "report", title="instab demo", class_names=names, provenance=record)
     print(f"\nreport: {report.html}")
     return 0
 

@@ -23,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ class IspStudy:
 
     isp: IspTable
     raw_mitigation: RawMitigationResult
+    input_errors: list[str] = field(default_factory=list)  # label rows and images left out, ISP failures
 
     def to_text(self) -> str:
         """Both tables, the raw mitigation under its own heading."""
@@ -164,6 +165,7 @@ class PsnrStudy:
     n_images: int
     round_trip: dict[str, dict[str, dict[str, float]]]
     raw_frame: list[dict[str, Any]]
+    input_errors: list[str] = field(default_factory=list)  # images that could not be read
 
     def to_text(self) -> str:
         """A table per part: PSNR per demosaic and blur, then per raw file and method pair."""
@@ -338,7 +340,7 @@ def raw_frame_psnr(raw_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def round_trip_psnr(
     samples: str | os.PathLike | Sequence[str | os.PathLike], limit: int | None = 40, blur: float = 0.0,
-    pattern: str = "rggb",
+    pattern: str = "rggb", errors: list[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """unprocess -> develop (no noise) PSNR over photographs, per demosaic.
 
@@ -346,7 +348,9 @@ def round_trip_psnr(
     order; ``limit`` keeps the first N (None: all). ``blur``: Gaussian blur radius
     (pixels) applied first, standing in for a camera's optical low-pass filter
     (sharpened JPEGs hold detail at the Nyquist limit that no Bayer sensor
-    records). Returns median, minimum and share >= 30 dB per demosaic.
+    records). Returns median, minimum and share >= 30 dB per demosaic. With an
+    ``errors`` list, a file that cannot be read is skipped and its message
+    appended there (without one, it raises).
     """
     if isinstance(samples, (str, os.PathLike)):
         files = sorted(Path(samples).glob("*.JPEG"))
@@ -357,13 +361,21 @@ def round_trip_psnr(
         raise ValueError(f"round trip: no images in {samples}")
     psnr: dict[str, list[float]] = {d: [] for d in isp.DEMOSAICS}
     for f in files:
-        im = Image.open(f).convert("RGB")
+        try:
+            im = Image.open(f).convert("RGB")
+        except (OSError, ValueError) as exc:
+            if errors is None:
+                raise
+            errors.append(f"{Path(f).name}: cannot read ({type(exc).__name__}: {exc})")
+            continue
         if blur > 0:
             im = im.filter(ImageFilter.GaussianBlur(blur))
         a = np.asarray(im)
         mosaic, meta = isp.unprocess(a, pattern)
         for d in isp.DEMOSAICS:
             psnr[d].append(isp.psnr(isp.develop(mosaic, meta, d), a))
+    if not psnr[isp.DEMOSAICS[0]]:
+        raise ValueError(f"round trip: none of the {len(files)} images could be read")
     return {
         d: {"median": round(float(np.median(v)), 2), "min": round(float(np.min(v)), 2),
             "share_30dB": round(float(np.mean(np.array(v) >= 30)), 3)}
@@ -375,13 +387,26 @@ def isp_experiment(
     images_dir: str | os.PathLike, labels_csv: str | os.PathLike, model: Any, *, limit: int | None = None,
     seed: int = 0, threads: int | None = None,
 ) -> IspStudy:
-    """:func:`isp_table` and :func:`raw_mitigation` on a labelled folder with one model (name, path or Model)."""
-    items, _ = read_labels_csv(labels_csv, images_dir, limit)
-    pixels = [decode(str(it.path)) for it in items]
-    label_sets = [it.labels for it in items]
+    """:func:`isp_table` and :func:`raw_mitigation` on a labelled folder with one model (name, path or Model).
+
+    Label rows without a usable file and images that cannot be decoded are left
+    out and listed in ``input_errors``, with the ISPs' failures.
+    """
+    items, errors = read_labels_csv(labels_csv, images_dir, limit)
+    pixels, label_sets = [], []
+    for it in items:
+        try:
+            pixels.append(decode(str(it.path)))
+        except Exception as exc:  # a corrupt file is left out, the rest go on
+            errors.append(f"{it.path.name}: cannot read ({type(exc).__name__}: {exc})")
+            continue
+        label_sets.append(it.labels)
+    if not pixels:
+        raise ValueError(f"isp: no usable images in {labels_csv} ({'; '.join(errors[:3])})")
     clf = Classifier(model if isinstance(model, _models.Model) else _models.load(model), threads=threads)
     table = isp_table(pixels, label_sets, clf, seed=seed)
-    return IspStudy(table, raw_mitigation(pixels, label_sets, clf, seed=seed))
+    errors += [f"{name}: failed on {n} images" for name, n in zip(table.isps, table.errors, strict=True) if n]
+    return IspStudy(table, raw_mitigation(pixels, label_sets, clf, seed=seed), errors)
 
 
 def psnr_experiment(
@@ -391,12 +416,17 @@ def psnr_experiment(
     """Round-trip PSNR of ``images`` at each blur radius, and the real frame of ``raw_dir`` vs LibRaw.
 
     Either part is skipped when its input is None; at least one must be given.
+    Images that cannot be read are left out and listed in ``input_errors``.
     """
     if not images and raw_dir is None:
         raise ValueError("isp-psnr: give images (--images/--labels) and/or a raw frame folder (--raw)")
-    round_trip = {str(float(b)): round_trip_psnr(list(images), None, b) for b in blurs} if images else {}
+    errors: list[str] = []
+    round_trip = {}
+    for i, b in enumerate(blurs if images else ()):
+        # the same files at every blur: their read errors are kept once
+        round_trip[str(float(b))] = round_trip_psnr(list(images), None, b, errors=errors if i == 0 else [])
     rows = raw_frame_psnr(raw_dir) if raw_dir is not None else []
-    return PsnrStudy(len(images) if images else 0, round_trip, rows)
+    return PsnrStudy(len(images) - len(errors) if images else 0, round_trip, rows, errors)
 
 
 __all__ = [

@@ -9,6 +9,7 @@ files everywhere, only the software that turns them into a prediction changes.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class RuntimeStudy:
     topk: InstabilityResult
     k: int
     seconds: list[float] = field(default_factory=list)
+    input_errors: list[str] = field(default_factory=list)  # label rows left out (image errors: ``errors``)
 
     def agreement(self) -> np.ndarray:
         """[e, e] fraction of images whose top-1 class is the same under both configurations."""
@@ -97,8 +99,12 @@ class RuntimeStudy:
         })
 
 
+#: The models of the runtime experiment by default: an int8 build and another vendor's build of it.
+DEFAULT_INT8_MODEL, DEFAULT_OTHER_BUILD = "mobilenet-v2-int8-st", "mobilenet-v2-coral"
+
+
 def default_configs(
-    int8_model: Any = "mobilenet-v2-int8-st", other_build: Any = "mobilenet-v2-coral", cuda: bool | None = None
+    int8_model: Any = DEFAULT_INT8_MODEL, other_build: Any = DEFAULT_OTHER_BUILD, cuda: bool | None = None
 ) -> list[RuntimeConfig]:
     """The configurations of the runtime experiment.
 
@@ -190,10 +196,13 @@ def runtime_experiment(
     if not items:
         raise ValueError(f"runtime: no usable images in {labels_csv} ({'; '.join(errors[:3])})")
     configs = default_configs(*models) if models else default_configs()
-    return compare_runtimes([str(it.path) for it in items], [it.labels for it in items], configs)
+    study = compare_runtimes([str(it.path) for it in items], [it.labels for it in items], configs)
+    return dataclasses.replace(study, input_errors=list(errors))
 
 
 __all__ = [
+    "DEFAULT_INT8_MODEL",
+    "DEFAULT_OTHER_BUILD",
     "RuntimeConfig",
     "RuntimeStudy",
     "compare_runtimes",

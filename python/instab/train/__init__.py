@@ -8,7 +8,8 @@ checkpoints, and exports the fine-tuned inference model.
 """
 
 from instab.train.autodiff import UnsupportedOperatorError, supported_operators
-from instab.train.graph import TrainingGraph, build_gradient_graph, build_training_graph, parameter_layers
+from instab.train.graph import TrainingGraph, build_gradient_graph, build_training_graph
+from instab.train.layers import parameter_layers
 from instab.train.loop import StepResult, Trainer
 from instab.train.optim import Optimizer
 

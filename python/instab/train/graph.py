@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import onnx
@@ -37,15 +38,14 @@ from instab._shared.onnx_graph import (
 )
 from instab.train.autodiff import backward
 from instab.train.builder import NodeBuilder
+from instab.train.layers import parameter_layers, select_trainable
+from instab.train.loss import CE, LABELS, LOSS, STABILITY, loss_nodes
 from instab.train.optim import Optimizer
 from instab.train.simplify import fold_clamps
 
 LOSSES = ("kl", "embedding", "ce")
-_LAYER_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-_BIAS_OPS = ("Add", "Mul", "Sub")
 
-X, X_NOISY, LABELS, LR, STEP = "x", "x_noisy", "labels", "lr", "step"
-LOSS, CE, STABILITY = "loss", "ce", "stability"
+X, X_NOISY, LR, STEP = "x", "x_noisy", "lr", "step"
 
 
 @dataclass
@@ -111,38 +111,6 @@ def find_logits(model: onnx.ModelProto) -> str:
     return out
 
 
-def parameter_layers(model: onnx.ModelProto) -> list[list[str]]:
-    """Trainable parameters grouped by layer, in graph order.
-
-    A layer is a Conv/ConvTranspose/MatMul/Gemm node's float initializer
-    operands, plus a bias or scale added right after it (an Add/Mul/Sub with an
-    initializer of more than one element).
-    """
-    graph = model.graph
-    floats = {
-        i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and int(np.prod(i.dims)) > 0
-    }
-    sizes = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
-    layers: list[list[str]] = []
-    layer_of: dict[str, int] = {}
-    seen: set[str] = set()
-    for n in graph.node:
-        if n.op_type in _LAYER_OPS:
-            ps = [i for i in n.input if i in floats and i not in seen]
-            if ps:
-                layers.append(ps)
-                seen.update(ps)
-                layer_of[n.output[0]] = len(layers) - 1
-        elif n.op_type in _BIAS_OPS and len(n.input) == 2:
-            a, c = n.input
-            prev, p = (a, c) if a in layer_of else (c, a) if c in layer_of else (None, None)
-            if prev is not None and p in floats and sizes[p] > 1 and p not in seen:
-                layers[layer_of[prev]].append(p)
-                seen.add(p)
-                layer_of[n.output[0]] = layer_of[prev]
-    return layers
-
-
 def _classifier(model: onnx.ModelProto, logits: str) -> tuple[onnx.NodeProto, int]:
     """The MatMul/Gemm producing ``logits`` (possibly through a bias Add) and its feature operand index."""
     producer = producers(model.graph.node)
@@ -172,9 +140,9 @@ def _insert_embedding(model: onnx.ModelProto, logits: str) -> tuple[str, list[st
         raise ValueError(f"classifier features {feat!r}: expected a [N, D] tensor with static D, got {dims}")
     d = int(dims[-1])
     w, bias, mm, h = "embedding/W", "embedding/b", "embedding/matmul", "embedding"
-    graph.initializer.extend(
-        [numpy_helper.from_array(np.eye(d, dtype=np.float32), w), numpy_helper.from_array(np.zeros(d, np.float32), bias)]
-    )
+    graph.initializer.extend([
+        numpy_helper.from_array(np.eye(d, dtype=np.float32), w), numpy_helper.from_array(np.zeros(d, np.float32), bias),
+    ])
     new_nodes = [
         helper.make_node("MatMul", [feat, w], [mm], name="embedding/MatMul"),
         helper.make_node("Add", [mm, bias], [h], name="embedding/Add"),
@@ -211,32 +179,16 @@ def _avoid_reserved_names(proto: onnx.ModelProto, *keep: str | None) -> list[str
     return [ren.get(k, k) if k else k for k in keep]
 
 
-def select_trainable(layers: list[list[str]], trainable: str | int, embedding: list[str]) -> list[str]:
-    """Parameter names for ``trainable``: "all", "last:N" (or an int N) or "embedding"."""
-    if isinstance(trainable, (int, np.integer)) and not isinstance(trainable, bool):
-        trainable = f"last:{int(trainable)}"
-    if not isinstance(trainable, str):
-        raise TypeError(f"trainable: expected 'all', 'last:N', 'embedding' or an int, got {trainable!r}")
-    if trainable == "all":
-        chosen = layers
-    elif trainable.startswith("last:"):
-        try:
-            k = int(trainable[5:])
-        except ValueError:
-            raise ValueError(f"trainable: {trainable!r} is not 'last:N' with an integer N") from None
-        if k < 1:
-            raise ValueError(f"trainable: N must be >= 1, got {k}")
-        chosen = layers[-k:]
-    elif trainable == "embedding":
-        if not embedding:
-            raise ValueError("trainable='embedding' needs the added embedding layer")
-        chosen = [ly for ly in layers if set(ly) & set(embedding)] + layers[-1:]
-    else:
-        raise ValueError(f"trainable: expected 'all', 'last:N' or 'embedding', got {trainable!r}")
-    out: list[str] = []
-    for ly in chosen:
-        out.extend(p for p in ly if p not in out)
-    return out
+@dataclass
+class _Prepared:
+    """The model made ready for training: embedding inserted, reserved names avoided."""
+
+    proto: onnx.ModelProto  # renamed where its tensors clash with the training graph's names
+    inference: onnx.ModelProto  # the model to export, embedding included, names as the user gave them
+    image: onnx.ValueInfoProto
+    logits: str
+    embedding: str | None
+    emb_params: list[str]
 
 
 def build_training_graph(
@@ -256,73 +208,137 @@ def build_training_graph(
     float [N, classes] probability matrix (e.g. a teacher's softmax, for distillation)
     and the cross-entropy is ``-sum(t * log p)``; otherwise it is int64 class indices [N].
     """
+    optimizer = _check_options(loss, alpha, optimizer)
+    if hasattr(model, "spec") and class_offset is None:
+        class_offset = int(getattr(model.spec, "class_offset", 0))
+    prep = _prepare_model(model, loss, trainable, logits)
+    layers = parameter_layers(prep.proto)
+    params = _trainable_params(prep.proto, layers, trainable, prep.emb_params)
+    known, n_out = _static_shapes(prep)
+    if class_offset is None:
+        class_offset = 1 if n_out == 1001 else 0
+    fwd, consts, clamp_inits, b = _forward(prep, known)
+    two = loss != "ce"
+    # The node lists are taken from the builder in turn: one builder names every new tensor.
+    head = _image_head(b, prep.image.name, two)
+    seeds = loss_nodes(b, loss, alpha, prep.logits, prep.embedding, n_out, class_offset, soft_targets)
+    loss_part = _drain(b)
+    grads = backward(fwd, seeds, params, b, consts)
+    grad_part = _drain(b)
+    state, new_values = _optimizer_update(b, optimizer, params, grads, known)
+    opt_part = _drain(b)
+    graph = prep.proto.graph
+    initial = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in set(params)}
+    inputs = _graph_inputs(prep.image, two, soft_targets, n_out, class_offset, optimizer, params, state, known)
+    outputs = _graph_outputs(new_values, state, known)
+    pset = set(params)
+    used = {i for n in fwd for i in n.input}
+    inits = [i for i in graph.initializer if i.name not in pset and i.name in used] + clamp_inits + b.initializers
+    nodes = head + fwd + loss_part + grad_part + opt_part
+    tgraph = helper.make_graph(nodes, "instab_training", inputs, outputs, inits)
+    tmodel = helper.make_model(tgraph, opset_imports=list(prep.proto.opset_import), producer_name="instab.train")
+    tmodel.ir_version = prep.proto.ir_version
+    return TrainingGraph(
+        model=tmodel,
+        inference=prep.inference,
+        params=params,
+        initial=initial,
+        state=state,
+        optimizer=optimizer,
+        loss=loss,
+        alpha=float(alpha),
+        input_dtype=prep.image.type.tensor_type.elem_type,
+        class_offset=int(class_offset),
+        num_outputs=n_out,
+        layers=layers,
+        soft_targets=bool(soft_targets),
+    )
+
+
+def _check_options(loss: str, alpha: float, optimizer: Optimizer | str) -> Optimizer:
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha: expected a finite value >= 0, got {alpha}")
-    if isinstance(optimizer, str):
-        optimizer = Optimizer(optimizer)
-    if hasattr(model, "spec") and class_offset is None:
-        class_offset = int(getattr(model.spec, "class_offset", 0))
+    return Optimizer(optimizer) if isinstance(optimizer, str) else optimizer
+
+
+def _prepare_model(model, loss: str, trainable: str | int, logits: str | None) -> _Prepared:
+    """The model's proto with the embedding layer (when needed) and no clash with the training graph's names."""
     proto = ensure_opset(as_proto(model))
-    graph = proto.graph
-    image = image_input(graph)
+    image_input(proto.graph)  # fails early, with its own message, when there is no image input
     logits = logits or find_logits(proto)
     embedding: str | None = None
     emb_params: list[str] = []
     if loss == "embedding" or trainable == "embedding":
         embedding, emb_params = _insert_embedding(proto, logits)
     inference = copy.deepcopy(proto)
-    logits, embedding = _avoid_reserved_names(proto, logits, embedding)
-    image = image_input(graph)
+    renamed_logits, embedding = _avoid_reserved_names(proto, logits, embedding)
+    # The image input is looked up again: renaming may have changed it.
+    return _Prepared(proto, inference, image_input(proto.graph), cast(str, renamed_logits), embedding, emb_params)
 
-    layers = parameter_layers(proto)
+
+def _trainable_params(
+    proto: onnx.ModelProto, layers: list[list[str]], trainable: str | int, emb_params: list[str]
+) -> list[str]:
     if not layers:
         raise ValueError("model: no trainable parameters (Conv/MatMul/Gemm weights stored as float initializers)")
     params = select_trainable(layers, trainable, emb_params)
-    by_name = initializers(graph)
+    by_name = initializers(proto.graph)
     for p in params:
         if by_name[p].data_type != TensorProto.FLOAT:
             raise ValueError(f"parameter {p!r}: only float32 parameters can be trained")
+    return params
 
-    # Static shapes, with the image batch made symbolic.
-    sym = copy.deepcopy(proto)
+
+def _static_shapes(prep: _Prepared) -> tuple[dict[str, list[int | None]], int]:
+    """Static shapes of the model's tensors with the image batch made symbolic, and the class count."""
+    sym = copy.deepcopy(prep.proto)
     for i in sym.graph.input:
-        if i.name == image.name and i.type.tensor_type.shape.dim:
+        if i.name == prep.image.name and i.type.tensor_type.shape.dim:
             i.type.tensor_type.shape.dim[0].dim_param = "N"
     known = shapes(onnx.shape_inference.infer_shapes(sym))
+    logits = prep.logits
     if logits not in known or len(known[logits]) != 2 or known[logits][1] is None:
         raise ValueError(f"logits {logits!r}: expected a [N, classes] tensor with a static class count")
-    n_out = int(known[logits][1])
-    if class_offset is None:
-        class_offset = 1 if n_out == 1001 else 0
+    return known, int(known[logits][1])
 
-    targets = {logits} | ({embedding} if embedding else set())
+
+def _forward(
+    prep: _Prepared, known: dict[str, list[int | None]]
+) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray], list[onnx.TensorProto], NodeBuilder]:
+    """The forward nodes the loss needs (clamps folded), the constants, and a builder for the new nodes."""
+    graph = prep.proto.graph
+    targets = {prep.logits} | ({prep.embedding} if prep.embedding else set())
     consts = constants(graph)
     fwd, clamp_inits = fold_clamps(prune(graph.node, targets), consts, targets, known)
     consts.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
     taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(consts)
     taken |= RESERVED
-    b = NodeBuilder("train/", taken, known)
+    return fwd, consts, clamp_inits, NodeBuilder("train/", taken, known)
 
-    two = loss != "ce"
-    # The model's input becomes the batch of clean (and perturbed) images.
-    model_in = image.name
+
+def _drain(b: NodeBuilder) -> list[onnx.NodeProto]:
+    """The nodes appended to ``b`` since the last drain."""
+    nodes = list(b.nodes)
+    b.nodes.clear()
+    return nodes
+
+
+def _image_head(b: NodeBuilder, model_in: str, two: bool) -> list[onnx.NodeProto]:
+    """The model's input becomes the batch of clean (and perturbed) images."""
     if two:
         b.nodes.append(helper.make_node("Concat", [X, X_NOISY], [model_in], axis=0, name="train/concat_images"))
     else:
         b.nodes.append(helper.make_node("Identity", [X], [model_in], name="train/images"))
-    head = list(b.nodes)
-    b.nodes.clear()
+    return _drain(b)
 
-    seeds = _loss_nodes(b, loss, alpha, logits, embedding, n_out, class_offset, soft_targets)
-    loss_nodes = list(b.nodes)
-    b.nodes.clear()
-    grads = backward(fwd, seeds, params, b, consts)
-    grad_nodes = list(b.nodes)
-    b.nodes.clear()
 
-    # Optimizer update.
+def _optimizer_update(
+    b: NodeBuilder, optimizer: Optimizer, params: list[str], grads: dict[str, str],
+    known: dict[str, list[int | None]],
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Append the optimizer update; return (state name -> initial value, updated tensor name -> its source)."""
     state: dict[str, np.ndarray] = {}
     slots: dict[str, list[str]] = {}
     for p in params:
@@ -332,12 +348,16 @@ def build_training_graph(
     new_values = optimizer.update(b, grads, slots, LR, STEP if optimizer.uses_step() else None)
     for name, src in new_values.items():
         b.nodes.append(helper.make_node("Identity", [src], [updated_name(name)], name=f"train/out/{name}"))
-    opt_nodes = list(b.nodes)
+    return state, new_values
 
-    initial = {i.name: numpy_helper.to_array(i).copy() for i in graph.initializer if i.name in set(params)}
-    in_shape = static_dims(image)
+
+def _graph_inputs(
+    image: onnx.ValueInfoProto, two: bool, soft_targets: bool, n_out: int, class_offset: int, optimizer: Optimizer,
+    params: list[str], state: dict[str, np.ndarray], known: dict[str, list[int | None]],
+) -> list[onnx.ValueInfoProto]:
+    """x, x_noisy (two batches only), labels, lr, step (optimizers that count), parameters, optimizer state."""
     dtype = image.type.tensor_type.elem_type
-    img_shape = ["N"] + in_shape[1:]
+    img_shape = ["N"] + static_dims(image)[1:]
     inputs = [helper.make_tensor_value_info(X, dtype, img_shape)]
     if two:
         inputs.append(helper.make_tensor_value_info(X_NOISY, dtype, img_shape))
@@ -352,92 +372,18 @@ def build_training_graph(
         inputs.append(helper.make_tensor_value_info(p, TensorProto.FLOAT, known[p]))
     for s, v in state.items():
         inputs.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, list(v.shape)))
+    return inputs
+
+
+def _graph_outputs(
+    new_values: dict[str, str], state: dict[str, np.ndarray], known: dict[str, list[int | None]]
+) -> list[onnx.ValueInfoProto]:
+    """loss, ce, stability, then the updated parameters and optimizer state."""
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, []) for n in (LOSS, CE, STABILITY)]
     for name in new_values:
         shape = list(state[name].shape) if name in state else known[name]
         outputs.append(helper.make_tensor_value_info(updated_name(name), TensorProto.FLOAT, shape))
-
-    pset = set(params)
-    used = {i for n in fwd for i in n.input}
-    inits = [i for i in graph.initializer if i.name not in pset and i.name in used] + clamp_inits + b.initializers
-    tgraph = helper.make_graph(head + fwd + loss_nodes + grad_nodes + opt_nodes, "instab_training", inputs, outputs, inits)
-    tmodel = helper.make_model(tgraph, opset_imports=list(proto.opset_import), producer_name="instab.train")
-    tmodel.ir_version = proto.ir_version
-    return TrainingGraph(
-        model=tmodel,
-        inference=inference,
-        params=params,
-        initial=initial,
-        state=state,
-        optimizer=optimizer,
-        loss=loss,
-        alpha=float(alpha),
-        input_dtype=dtype,
-        class_offset=int(class_offset),
-        num_outputs=n_out,
-        layers=layers,
-        soft_targets=bool(soft_targets),
-    )
-
-
-def _loss_nodes(
-    b: NodeBuilder, loss: str, alpha: float, logits: str, embedding: str | None, n_out: int, class_offset: int,
-    soft_targets: bool = False,
-) -> dict[str, str]:
-    """Append the loss and the gradient of the loss w.r.t. the logits (and embedding); return the seeds."""
-    f = lambda v: b.const(np.float32(v))
-    big = np.iinfo(np.int64).max
-    n = b.op("Shape", [LABELS], hint="n")
-    if soft_targets:
-        n = b.op("Slice", [n, b.ints([0]), b.ints([1]), b.ints([0])], hint="n")
-    nf = b.op("Cast", [b.op("Squeeze", [n])], to=TensorProto.FLOAT)  # scalar batch size
-    two = loss != "ce"
-    zc = b.op("Slice", [logits, b.ints([0]), n, b.ints([0])], hint="z_clean") if two else logits
-    logp = b.op("LogSoftmax", [zc], axis=-1)
-    p = b.op("Exp", [logp])
-    if soft_targets:
-        # Target rows cover the model's classes; a background output before them gets probability 0.
-        onehot = LABELS if not class_offset else b.op(
-            "Pad", [LABELS, b.ints([0, class_offset, 0, 0])], hint="targets")
-    else:
-        y = LABELS if not class_offset else b.op("Add", [LABELS, b.ints([class_offset])])
-        onehot = b.op("OneHot", [y, b.ints([n_out]), b.const(np.array([0.0, 1.0], np.float32))], axis=-1)
-    picked = b.op("ReduceSum", [b.op("Mul", [onehot, logp])], keepdims=0)
-    ce = b.op("Neg", [b.op("Div", [picked, nf])])
-    dzc = b.op("Div", [b.op("Sub", [p, onehot]), nf])
-    seeds: dict[str, str] = {}
-    if loss == "ce":
-        stab = f(0.0)
-        total = ce
-        seeds[logits] = dzc
-    elif loss == "kl":
-        zn = b.op("Slice", [logits, n, b.ints([big]), b.ints([0])], hint="z_noisy")
-        logq = b.op("LogSoftmax", [zn], axis=-1)
-        q = b.op("Exp", [logq])
-        d = b.op("Sub", [logp, logq])
-        rows = b.op("ReduceSum", [b.op("Mul", [p, d]), b.ints([1])], keepdims=1)
-        stab = b.op("Div", [b.op("ReduceSum", [rows], keepdims=0), nf])
-        total = b.op("Add", [ce, b.op("Mul", [stab, f(alpha)])])
-        # d KL / d z_clean = p * (d - KL_row) / N ;  d KL / d z_noisy = (q - p) / N
-        a_n = b.op("Div", [f(alpha), nf])
-        dkc = b.op("Mul", [b.op("Mul", [p, b.op("Sub", [d, rows])]), a_n])
-        dkn = b.op("Mul", [b.op("Sub", [q, p]), a_n])
-        seeds[logits] = b.op("Concat", [b.op("Add", [dzc, dkc]), dkn], axis=0)
-    else:
-        assert embedding is not None
-        hc = b.op("Slice", [embedding, b.ints([0]), n, b.ints([0])], hint="h_clean")
-        hn = b.op("Slice", [embedding, n, b.ints([big]), b.ints([0])], hint="h_noisy")
-        diff = b.op("Sub", [hc, hn])
-        stab = b.op("Div", [b.op("ReduceSum", [b.op("Mul", [diff, diff])], keepdims=0), nf])
-        total = b.op("Add", [ce, b.op("Mul", [stab, f(alpha)])])
-        dhc = b.op("Mul", [diff, b.op("Div", [f(2.0 * alpha), nf])])
-        seeds[embedding] = b.op("Concat", [dhc, b.op("Neg", [dhc])], axis=0)
-        zeros = b.op("Mul", [dzc, f(0.0)])
-        seeds[logits] = b.op("Concat", [dzc, zeros], axis=0)
-    b.nodes.append(helper.make_node("Identity", [total], [LOSS], name="train/loss"))
-    b.nodes.append(helper.make_node("Identity", [ce], [CE], name="train/ce"))
-    b.nodes.append(helper.make_node("Identity", [stab], [STABILITY], name="train/stability"))
-    return seeds
+    return outputs
 
 
 def build_gradient_graph(model, output: str | None = None, wrt: list[str] | None = None) -> onnx.ModelProto:

@@ -31,7 +31,7 @@ from instab._shared.onnx_graph import (
     shapes,
 )
 from instab._shared.validation import check_threads
-from instab.train.graph import parameter_layers, select_trainable
+from instab.train.layers import parameter_layers, select_trainable
 
 
 @dataclass

@@ -19,7 +19,8 @@ import onnx
 import onnxruntime as ort
 
 from instab._shared.validation import check_threads
-from instab.train.graph import CE, LABELS, LOSS, LR, STABILITY, STEP, X_NOISY, TrainingGraph, X, updated_name
+from instab.train.graph import LR, STEP, X_NOISY, TrainingGraph, X, updated_name
+from instab.train.loss import CE, LABELS, LOSS, STABILITY
 
 CHECKPOINT_VERSION = 1
 

@@ -77,7 +77,7 @@ def _analysis(scored: ScoredSet) -> _Analysis:
 
 
 def write_report(scored: ScoredSet, out_dir: str | Path, title: str = "instab report",
-                 class_names: list[str] | None = None) -> Report:
+                 class_names: list[str] | None = None, provenance: dict[str, Any] | None = None) -> Report:
     """Write report.html, figures/*.png, summary.json and CSV tables into ``out_dir``.
 
     Parameters
@@ -90,6 +90,9 @@ def write_report(scored: ScoredSet, out_dir: str | Path, title: str = "instab re
         The page's title.
     class_names
         Names for the per-class table and figure, indexed by class (default: the indices).
+    provenance
+        What produced the results (:func:`instab._shared.provenance.record`), stored in
+        summary.json as ``provenance``.
     """
     import matplotlib  # imported here: matplotlib is heavy and only reports need it
 
@@ -98,6 +101,8 @@ def write_report(scored: ScoredSet, out_dir: str | Path, title: str = "instab re
     (out / "figures").mkdir(parents=True, exist_ok=True)
     a = _analysis(scored)
     report = Report(out, _summary(scored, a))
+    if provenance is not None:
+        report.summary["provenance"] = provenance
 
     def label(c: int) -> str:
         return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
@@ -113,6 +118,7 @@ def _summary(scored: ScoredSet, a: _Analysis) -> dict[str, Any]:
     r1, results = a.results[1], a.results
     summary: dict[str, Any] = {
         "model": scored.model,
+        "model_hash": scored.model_hash,
         "n_images": len(scored.image_ids),
         "environments": a.names,
         "errors": len(scored.errors),

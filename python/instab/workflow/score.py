@@ -125,19 +125,9 @@ def score_manifest(
     manifest = read_manifest(manifest_path, class_names=class_names, n_classes=m.spec.num_classes)
     summary = ScoreSummary(manifest, m.name, model_hash(m))
     with ResultStore(out) as store:
-        run = provenance.record(started, models={m.name: summary.model_hash}, finished="", k=k,
-                                manifest=str(Path(manifest_path).resolve()))
-        runs = [*store.meta().get("runs", []), run]  # type: ignore[misc]
-        store.set_meta("runs", runs)
-        store.set_meta("manifest", run["manifest"])
-        store.set_meta("manifest_errors", manifest.errors)
-        plan = _plan(manifest.rows, store.stored(summary.model_hash), k)
-        summary.already_done = len(manifest.rows) - len(plan.todo)
-        summary.rescored = plan.stale
-        if plan.relabel:
-            summary.relabelled = store.relabel(summary.model_hash, plan.relabel)
         try:
-            _score(store, m, plan.todo, summary, k=k, batch_size=batch_size, threads=threads, progress=progress)
+            _run(store, m, manifest, summary, started, manifest_path, k=k, batch_size=batch_size,
+                 threads=threads, progress=progress)
         except KeyboardInterrupt:
             raise ScoreInterrupted(f"{store.count(summary.model_hash)} results of model {m.name} are stored in "
                                    f"{out} ({summary.scored + len(summary.failed)} by this run); run the same "
@@ -146,10 +136,28 @@ def score_manifest(
             raise StoreWriteError(f"{exc}; the {store.count(summary.model_hash)} results stored so far are kept: "
                                   "run the same command again to resume (after freeing space if the disk is full)"
                                   ) from None
-        runs[-1] = {**run, "finished": utc_now(), "scored": summary.scored, "failed": len(summary.failed),
-                    "already_done": summary.already_done}
-        store.set_meta("runs", runs)
     return summary
+
+
+def _run(store: ResultStore, m: _models.Model, manifest: Manifest, summary: ScoreSummary, started: str,
+         manifest_path: str | Path, *, k: int, batch_size: int, threads: int | None, progress: Progress | None) -> None:
+    """Record the run's provenance, update what is stored, score what is missing, record its end."""
+    run = provenance.record(started, models={m.name: summary.model_hash}, k=k,
+                            manifest=str(Path(manifest_path).resolve()))
+    run["finished"] = None  # set when the run ends: a run that was stopped keeps None
+    runs = [*store.meta().get("runs", []), run]  # type: ignore[misc]
+    store.set_meta("runs", runs)
+    store.set_meta("manifest", run["manifest"])
+    store.set_meta("manifest_errors", manifest.errors)
+    plan = _plan(manifest.rows, store.stored(summary.model_hash), k)
+    summary.already_done = len(manifest.rows) - len(plan.todo)
+    summary.rescored = plan.stale
+    if plan.relabel:
+        summary.relabelled = store.relabel(summary.model_hash, plan.relabel)
+    _score(store, m, plan.todo, summary, k=k, batch_size=batch_size, threads=threads, progress=progress)
+    runs[-1] = {**run, "finished": utc_now(), "scored": summary.scored, "failed": len(summary.failed),
+                "already_done": summary.already_done}
+    store.set_meta("runs", runs)
 
 
 def _score(store: ResultStore, m: _models.Model, todo: list[ManifestRow], summary: ScoreSummary, *, k: int,
