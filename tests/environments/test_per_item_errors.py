@@ -36,6 +36,7 @@ BAD = {
     "no channel axis": (np.zeros((8, 8), np.uint8), "(8, 8)"),
     "float pixels": (np.zeros((8, 8, 3), np.float32), "float32"),
     "missing": (None, "no input image"),
+    "ragged list": ([[1, 2], [3]], "not an image array"),
 }
 TINY = [np.zeros((1, 1, 3), np.uint8), np.zeros((1, 7, 3), np.uint8), np.zeros((0, 0, 3), np.uint8)]
 

@@ -277,16 +277,23 @@ def image_items(images: Any, name: str = "images") -> tuple[list[np.ndarray | No
     out: list[np.ndarray | None] = []
     errors: list[str | None] = []
     for i, im in enumerate(images):
-        a = None if im is None else np.asarray(im)
-        if a is None:
-            errors.append("no input image")
-        elif a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-            errors.append(f"{name}[{i}]: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}")
-            a = None
-        else:
-            errors.append(None)
+        a, error = _usable_item(im, f"{name}[{i}]")
         out.append(a)
+        errors.append(error)
     return out, False, errors
+
+
+def _usable_item(im: Any, name: str) -> tuple[np.ndarray | None, str | None]:
+    """(the uint8 HWC image, None), or (None, why it cannot be used)."""
+    if im is None:
+        return None, "no input image"
+    try:
+        a = np.asarray(im)
+    except (ValueError, TypeError) as exc:  # e.g. a ragged nested list
+        return None, f"{name}: not an image array ({exc})"
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+        return None, f"{name}: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}"
+    return a, None
 
 __all__ = [
     "Chain",
