@@ -8,10 +8,12 @@ are free to change, but still keep an ``__all__``.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
 import types
+from pathlib import Path
 
 import pytest
 
@@ -198,8 +200,8 @@ PUBLIC_MODULES = {
 }
 
 # Modules that are not walked: the compiled core (typed by _core.pyi, checked by
-# stubtest) and ``__main__`` (importing it runs the command line).
-UNWALKED = {"instab._core", "instab.cli.__main__"}
+# stubtest) and every ``__main__`` (an entry point: importing one may run it).
+UNWALKED = {"instab._core"}
 
 
 def _is_private(name: str) -> bool:
@@ -211,7 +213,7 @@ def _all_modules() -> list[str]:
     found = ["instab"]
     # walk_packages imports packages to look inside them; a module that fails to import must fail here.
     for info in pkgutil.walk_packages(instab.__path__, "instab.", onerror=_raise):
-        if info.name not in UNWALKED:
+        if info.name not in UNWALKED and not info.name.endswith(".__main__"):
             found.append(info.name)
     return sorted(found)
 
@@ -326,3 +328,74 @@ def test_public_module_docstrings(module_name: str) -> None:
     assert inspect.getdoc(module), f"{module_name} has no module docstring"
     undocumented = [name for name, obj in _public_objects(module) if not _has_docstring(obj)]
     assert not undocumented, f"{module_name}: public functions/classes without a docstring: {undocumented}"
+
+
+# ---------------------------------------------------------------- structure
+# ruff's PLC2701 cannot see private imports inside one package, and nothing else
+# checks the layer order: both are read from the source here.
+
+# Lowest first; a module may import its own layer and the ones below.
+LAYERS = (
+    "_shared", "metrics", "models", "inference", "isp", "environments", "io", "workflow", "train", "studies", "cli",
+)
+PACKAGE_DIR = Path(instab.__file__).parent
+# The one gateway to the compiled core.
+PRIVATE_IMPORTS_ALLOWED = {("instab._native", "instab", "_core")}
+
+
+def _sources() -> list[tuple[str, ast.Module]]:
+    """(module name, parsed source) of every .py file of the package."""
+    out = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out.append((name, ast.parse(path.read_text(encoding="utf-8"))))
+    return out
+
+
+def _imports(module: str, tree: ast.Module) -> list[tuple[int, str, list[str]]]:
+    """(line, imported module, imported names) of every import, function-local ones included."""
+    is_package = (PACKAGE_DIR.parent / module.replace(".", "/") / "__init__.py").is_file()
+    package = module if is_package else module.rpartition(".")[0]
+    out: list[tuple[int, str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importing package
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            out.append((node.lineno, base, [alias.name for alias in node.names]))
+    return out
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = []
+    for module, tree in _sources():
+        mine = _layer(module)
+        if mine is None or module.endswith(".__main__"):  # instab, _native, entry points
+            continue
+        for line, target, names in _imports(module, tree):
+            targets = [f"instab.{n}" for n in names] if target == "instab" else [target]
+            for t in targets:
+                theirs = _layer(t) if t.startswith("instab.") else None
+                if theirs is not None and LAYERS.index(theirs) > LAYERS.index(mine):
+                    upward.append(f"{module}:{line} ({mine}) imports {t} ({theirs})")
+    assert not upward, "imports must point down " + " < ".join(LAYERS) + ":\n" + "\n".join(upward)
+
+
+def test_no_private_name_imported_from_another_module() -> None:
+    found = []
+    for module, tree in _sources():
+        for line, target, names in _imports(module, tree):
+            for n in names:
+                private = n.startswith("_") and not n.startswith("__")
+                if private and target != module and (module, target, n) not in PRIVATE_IMPORTS_ALLOWED:
+                    found.append(f"{module}:{line}: from {target} import {n}")
+    assert not found, "make the helper public in the right home instead:\n" + "\n".join(found)

@@ -107,7 +107,7 @@ class _Builder:
         self._const("relu6_max", np.array(6.0))
         x = self.conv_bn(INPUT_NAME, "_conv_stem", "_bn0", stride=2)
         bi = 0
-        for repeats, k, stride, expand, cin, cout in STAGES:
+        for repeats, _kernel, stride, expand, cin, cout in STAGES:  # the kernel size comes from the weights
             for j in range(repeats):
                 s = stride if j == 0 else 1
                 c_in = cin if j == 0 else cout

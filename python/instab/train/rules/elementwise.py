@@ -80,7 +80,8 @@ def _minmax(ctx, node, dys, want):
 
 @rule("Add", "Sum")
 def _add(ctx, node, dys, want):
-    return [ctx.unbroadcast(dys[0], x, node.output[0], node) if w else None for x, w in zip(node.input, want)]
+    y = node.output[0]
+    return [ctx.unbroadcast(dys[0], x, y, node) if w else None for x, w in zip(node.input, want, strict=True)]
 
 
 @rule("Sub")

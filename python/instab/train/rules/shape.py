@@ -71,7 +71,7 @@ def _slice(ctx, node, dys, want):
     ):
         raise UnsupportedOperatorError(f"Slice node {node.name!r}: only unit steps are differentiable")
     pads = [0] * (2 * rank)
-    for s, e, a in zip(starts, ends, axes):
+    for s, e, a in zip(starts, ends, axes, strict=False):
         a %= rank
         d = ctx.static_dims(x, node, [a])[0]
         s = min(max(s + d if s < 0 else s, 0), d)
@@ -88,7 +88,7 @@ def _concat(ctx, node, dys, want):
     axis %= rank
     out: list[str | None] = []
     start = 0
-    for x, w in zip(node.input, want):
+    for x, w in zip(node.input, want, strict=True):
         d = ctx.static_dims(x, node, [axis])[0]
         out.append(b.op("Slice", [dys[0], b.ints([start]), b.ints([start + d]), b.ints([axis])]) if w else None)
         start += d
