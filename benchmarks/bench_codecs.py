@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from instab.environments.registry import parse
-
 import instab.environments.codecs  # noqa: F401  (registers pillow-heif with Pillow for the baseline loop)
+from instab.environments.registry import parse
 
 FORMATS = {
     "jpeg:q=85": ("JPEG", {"quality": 85}),

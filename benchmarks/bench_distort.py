@@ -23,7 +23,6 @@ import pytest
 
 import instab.environments.distort as D
 from instab.environments.registry import mix_seed
-
 from tests import reference as R
 
 try:

@@ -20,7 +20,6 @@ from PIL import Image
 
 from instab import isp
 from instab._native import core
-
 from tests.reference import isp_develop_reference, isp_unprocess_reference
 
 rawpy = pytest.importorskip("rawpy")

@@ -17,7 +17,6 @@ import pytest
 from PIL import Image
 
 import instab
-
 from tests.reference import preprocess_ref
 
 SIZE, CROP = 224, 0.875

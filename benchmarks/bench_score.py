@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from instab import Classifier, models
-from instab.workflow.score import score_manifest
 from instab.io.store import ResultStore
+from instab.workflow.score import score_manifest
 
 ENVS = ("device-a", "device-b", "device-c", "device-d")
 MODEL = "mobilenet_v2_1.0_224_int8_st.onnx"

@@ -10,13 +10,7 @@ onnx, Pillow, rawpy) on first use (PEP 562).
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("instab")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 # public name -> module that defines it
 _LAZY = {
@@ -30,6 +24,7 @@ _LAZY = {
 _SUBPACKAGES = ("environments", "inference", "io", "isp", "metrics", "models", "studies", "train", "workflow")
 
 if TYPE_CHECKING:
+    __version__: str
     from instab import environments, inference, io, isp, metrics, models, studies, train, workflow
     from instab._shared.decode import decode
     from instab.inference.classifier import Classifier, Prediction
@@ -37,8 +32,20 @@ if TYPE_CHECKING:
     from instab.metrics.instability import InstabilityResult, instability
 
 
+def _installed_version() -> str:
+    # importlib.metadata costs ~20 ms to import: only pay it when __version__ is asked for.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("instab")
+    except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
+    if name == "__version__":
+        value: Any = _installed_version()
+    elif name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
     elif name in _SUBPACKAGES:
         value = importlib.import_module(f"instab.{name}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
-from instab.train import build_gradient_graph
 from onnx import TensorProto, helper, numpy_helper
+
+from instab.train import build_gradient_graph
 
 OPSET = 13
 

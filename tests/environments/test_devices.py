@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from instab import Classifier, models
-from instab.environments import devices
 from instab._shared.decode import decode
 from instab.cli.main import main
+from instab.environments import devices
 from instab.environments.registry import parse
 
 

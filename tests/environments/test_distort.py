@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 import instab.environments.distort as D
 from instab._native import core
 from instab.environments.registry import mix_seed
-
 from tests import reference as R
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,6 @@ from PIL import Image, ImageFilter
 from instab import environments, isp
 from instab._native import core
 from instab.environments.isp_kinds import develop_libraw
-
 from tests.reference import isp_develop_reference, isp_unprocess_reference
 
 PATTERNS = list(isp.PATTERNS)
@@ -521,8 +520,8 @@ def test_raw_frame_psnr_table(raw_dir):
 
 def test_isp_table_with_the_real_classifier(samples_dir, models_dir):
     import instab
-    from instab.studies import isp as ex
     from instab import models
+    from instab.studies import isp as ex
 
     clf = instab.Classifier(models.load(models_dir / "mobilenet_v2_1.0_224_int8_st.onnx"), threads=2)
     images, labels = ex.load_samples(samples_dir, limit=12)

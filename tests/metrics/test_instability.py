@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 import instab
 from instab._native import core
-
 from tests.reference import instability_reference, pairwise_reference, topk_reference
 
 

@@ -17,8 +17,8 @@ import pytest
 
 import instab
 from instab import models
-from instab.models import rewrites as _graph
 from instab._shared.torch_legacy import load_state_dict
+from instab.models import rewrites as _graph
 
 ST = "mobilenet_v2_1.0_224_int8_st.onnx"
 CORAL = "mobilenet_v2_1.0_224_uint8_coral.onnx"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
 from onnx import helper
+
+from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
 from tests._support.training import fd_check, make_model
 
 R = np.random.default_rng(1234)

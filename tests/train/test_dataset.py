@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from instab.train.dataset import InputFormat, load_dataset, make_perturbation
 from PIL import Image
+
+from instab.train.dataset import InputFormat, load_dataset, make_perturbation
 from tests._support.training import tiny_classifier
 
 

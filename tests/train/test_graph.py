@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from instab.train import Optimizer, UnsupportedOperatorError, build_training_graph
 from instab.train.dataset import make_perturbation
 from instab.train.graph import updated_name
 from instab.train.loop import Trainer
-from onnx import TensorProto, helper, numpy_helper
 from tests._support.training import run_model, session, tiny_classifier, tiny_data
 
 IMAGES, LABELS = tiny_data(24)

@@ -7,10 +7,11 @@ import copy
 import numpy as np
 import onnx
 import pytest
+from onnx import helper, numpy_helper
+
 from instab.train import build_training_graph, parameter_layers
 from instab.train.dataset import load_dataset, make_perturbation
 from instab.train.loop import Trainer
-from onnx import helper, numpy_helper
 from tests._support.training import fd_check
 
 MODEL = "mobilenet_v2_1.0_224_int8_st.onnx"

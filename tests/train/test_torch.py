@@ -11,8 +11,8 @@ from instab.train import Optimizer, build_training_graph
 from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
-from tests._support.training import tiny_classifier, tiny_data
 from tests._support.torch_oracle import TorchGraph, stability_loss
+from tests._support.training import tiny_classifier, tiny_data
 
 IMAGES, LABELS = tiny_data(16, seed=4)
 

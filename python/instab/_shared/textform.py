@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+
 @dataclass(frozen=True)
 class Spec:
     """One parsed ``kind:token,...`` text: its kind, bare words and key=value parameters, in order.
