@@ -9,7 +9,8 @@
 Every row is checked against another implementation's output, computed untimed in the
 same test: predict's top-1 equals ONNX Runtime's on the same tensors exactly (both
 ways), and agrees with the naive loop (the same geometry with Pillow's resize;
-batch 1 vs batch 32 may flip near-ties) on at least 97% of images (both ways). Full mode: 256 images, 3 rounds; --benchmark-disable: 8 images.
+batch 1 vs batch 32 may flip near-ties) on at least 97% of images (both ways).
+Full mode: 256 images, 3 rounds; --benchmark-disable: 8 images.
 """
 
 from __future__ import annotations

@@ -102,7 +102,9 @@ def test_head_step(benchmark, case, scheme):
 def test_full_graph_step(benchmark, case):
     """The same two-images KL step through the full graph (last two layers trainable): same loss as the head."""
     benchmark.group = "mitigation-train-step"
-    full = Trainer(build_training_graph(case["model"].proto, loss="kl", alpha=1.0, optimizer="adam", trainable="last:2"))
+    full = Trainer(
+        build_training_graph(case["model"].proto, loss="kl", alpha=1.0, optimizer="adam", trainable="last:2")
+    )
     head = _head_step(case, "two-images")
     r_head = head()
     r_full = full.step(case["x"], case["second"], case["labels"], 1e-5)

@@ -275,7 +275,7 @@ def distort_chain(images: np.ndarray, ops, first_index: int = 0, out_dtype: str 
             elif kind == "contrast":
                 m = [np.float32(np.sum(x.astype(np.float64)) / npix) for x in chans]
                 means[j] = m
-                chans = [_clip01((x - mk) * a + mk) for x, mk in zip(chans, m)]
+                chans = [_clip01((x - mk) * a + mk) for x, mk in zip(chans, m, strict=True)]
             elif kind in ("saturation", "hue") and nc == 3:
                 hh, s, v = rgb_to_hsv(*chans)
                 if kind == "saturation":

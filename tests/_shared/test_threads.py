@@ -1,8 +1,9 @@
-"""One meaning of ``threads``: every public function of the lower layers that takes it checks it alike.
+"""One meaning of ``threads``: every public function that takes it checks it alike.
 
 None means all cores, an int in 1..MAX_THREADS that many threads; 0, negatives, too many,
 floats, bools and strings raise, with the message of :func:`instab._shared.validation.check_threads`.
-A walk over the modules makes sure no function taking ``threads`` is left out of the table.
+The upper layers (io, workflow, studies) check it at entry, before reading or writing any file.
+A walk over the modules makes sure no function taking ``threads`` is left out of the tables.
 """
 
 from __future__ import annotations
@@ -12,23 +13,36 @@ import inspect
 import pkgutil
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 import instab
 from instab import isp, models
 from instab._shared.validation import MAX_THREADS, check_threads
+from instab.cli.main import main
 from instab.environments import codecs, devices, distort, parse
 from instab.environments.isp_kinds import IspEnvironment
 from instab.environments.registry import Chain
+from instab.io.labels import LabeledImage
+from instab.studies import characterize, environment
+from instab.studies.isp import isp_experiment
+from instab.studies.mitigation import MitigationConfig, run_mitigation
+from instab.studies.mitigation.views import capture, capture_raw
+from instab.studies.runtime import RuntimeConfig
 from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner
+from instab.workflow.score import score_manifest
+from instab.workflow.simulate import simulate
 
-# Subpackages whose public functions are walked (the layers below io; train included).
+# Subpackages whose public functions are walked: the layers below io (train included), then the upper ones.
 LAYERS = ("metrics", "models", "inference", "isp", "environments", "train")
+UPPER_LAYERS = ("io", "workflow", "studies")
 BAD = [(0, ValueError), (-1, ValueError), (MAX_THREADS + 1, ValueError), (2.0, TypeError), (True, TypeError),
        ("2", TypeError)]
 GOOD = [None, 1, np.int64(2)]
@@ -37,16 +51,16 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (2, 24, 24, 3), dtype=np.uint
 
 
 @cache
-def _proto():
-    """A tiny float classifier: mean colour -> 3 classes."""
+def _proto(classes: int = 3):
+    """A tiny float classifier: mean colour -> ``classes`` classes (the studies' top-5 needs >= 5)."""
     nodes = [helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
              helper.make_node("Flatten", ["pooled"], ["features"]),
              helper.make_node("Gemm", ["features", "weights"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["scores"], axis=1)]
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 24, 24])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])],
-        [numpy_helper.from_array(np.eye(3, dtype=np.float32), "weights")])
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(np.eye(3, classes, dtype=np.float32), "weights")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -109,8 +123,72 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.train.loop:Trainer.__init__":
         lambda t: Trainer(build_training_graph(_proto(), loss="ce"), providers=["CPUExecutionProvider"], threads=t),
 }
-# Abstract: every concrete environment's apply is in CALLS.
-ABSTRACT = {"instab.environments.registry:Environment.apply"}
+# Abstract: every concrete environment's apply (and DistortEnvironment.apply_fused, the one Fusable) is in CALLS.
+ABSTRACT = {"instab.environments.registry:Environment.apply", "instab.environments.registry:Fusable.apply_fused"}
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def _labels(d: Path) -> Path:
+    return d / "labels.csv"
+
+
+def _model_path(d: Path) -> str:
+    return str(d / "tiny.onnx")
+
+
+# The upper layers: "module:qualname" -> a call with (threads, input folder, output path). The good
+# values run on a folder of two 24x24 images and a 6-class model (see ``folder``); the bad ones on a
+# folder that does not exist, so a check that came after reading an input would fail with another
+# error, and ``out`` must not exist afterwards (nothing written).
+UPPER: dict[str, Callable[[Any, Path, Path], Any]] = {
+    "instab.workflow.score:score_manifest":
+        lambda t, d, out: score_manifest(d / "manifest.csv", _model_path(d), out, k=2, threads=t),
+    "instab.workflow.simulate:simulate":
+        lambda t, d, out: simulate([LabeledImage(d / "0.png", (0,))], ["png"], out, threads=t),
+    "instab.studies.characterize:run_env_experiment": lambda t, d, out: characterize.run_env_experiment(
+        "compression-quality", d, _labels(d), [_model_path(d)], threads=t),
+    "instab.studies.characterize:run_experiment": lambda t, d, out: characterize.run_experiment(
+        "compression-quality", d, _labels(d), [_model_path(d)], threads=t),
+    "instab.studies.environment:Original.apply":
+        lambda t, d, out: environment.Original().apply(list(IMAGES), threads=t),
+    "instab.studies.environment:run_environments": lambda t, d, out: environment.run_environments(
+        d, _labels(d), _model_path(d), ["original", "png"], threads=t),
+    "instab.studies.isp:isp_experiment": lambda t, d, out: isp_experiment(d, _labels(d), _model_path(d), threads=t),
+    "instab.studies.mitigation.views:capture": lambda t, d, out: capture(["png"], IMAGES, 0, t, _quiet),
+    "instab.studies.mitigation.views:capture_raw": lambda t, d, out: capture_raw(["phone-mid"], IMAGES, 0, t, _quiet),
+    # The two configurations are only built here: running them (a fine-tuning study, several ONNX Runtime
+    # sessions per configuration) is too slow for this table; the bad values must fail at construction.
+    "instab.studies.mitigation.config:MitigationConfig.__init__": lambda t, d, out: MitigationConfig(threads=t),
+    "instab.studies.runtime:RuntimeConfig.__init__":
+        lambda t, d, out: RuntimeConfig("cfg", _model_path(d), threads=t),
+    # They take threads through **kwargs (for run_environments), so the walk cannot see them.
+    "instab.studies.environment:compression_quality": lambda t, d, out: environment.compression_quality(
+        d, _labels(d), _model_path(d), qualities=(90,), threads=t),
+    "instab.studies.environment:compression_format": lambda t, d, out: environment.compression_format(
+        d, _labels(d), _model_path(d), formats=("png",), threads=t),
+    "instab.studies.environment:noise_sweep": lambda t, d, out: environment.noise_sweep(
+        d, _labels(d), _model_path(d), sigmas=(0.05,), threads=t),
+    "instab.studies.environment:phone_sweep": lambda t, d, out: environment.phone_sweep(
+        d, _labels(d), _model_path(d), strengths=(1.0,), threads=t),
+}
+KWARGS_ONLY = {"instab.studies.environment:compression_quality", "instab.studies.environment:compression_format",
+               "instab.studies.environment:noise_sweep", "instab.studies.environment:phone_sweep"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Two labelled 24x24 images, their manifest and a 6-class model."""
+    d = tmp_path_factory.mktemp("threads")
+    onnx.save(_proto(6), _model_path(d))
+    for i, image in enumerate(IMAGES):
+        Image.fromarray(image).save(d / f"{i}.png")
+    _labels(d).write_text("file,class_index\n0.png,0\n1.png,2\n")
+    (d / "manifest.csv").write_text("image_id,environment,path,labels,repeat,group\n"
+                                    "0,orig,0.png,0,0,\n1,orig,1.png,2,0,\n")
+    return d
 
 
 def _takes_threads(fn: Any) -> list[str]:
@@ -120,9 +198,9 @@ def _takes_threads(fn: Any) -> list[str]:
     return [p for p in inspect.signature(fn).parameters if p == "threads" or p.endswith("_threads")]
 
 
-def _public_functions_taking_threads() -> set[str]:
+def _public_functions_taking_threads(layers: tuple[str, ...]) -> set[str]:
     found = set()
-    for sub in LAYERS:
+    for sub in layers:
         package = importlib.import_module(f"instab.{sub}")
         for info in pkgutil.walk_packages(package.__path__, f"instab.{sub}."):
             module = importlib.import_module(info.name)
@@ -142,9 +220,14 @@ def _public_functions_taking_threads() -> set[str]:
 
 
 def test_every_public_function_taking_threads_is_checked_here():
-    found = _public_functions_taking_threads() - ABSTRACT
+    found = _public_functions_taking_threads(LAYERS) - ABSTRACT
     assert found == set(CALLS), (
         f"add to CALLS: {sorted(found - set(CALLS))}; no longer taking threads: {sorted(set(CALLS) - found)}"
+    )
+    found = _public_functions_taking_threads(UPPER_LAYERS)
+    listed = set(UPPER) - KWARGS_ONLY
+    assert found == listed, (
+        f"add to UPPER: {sorted(found - listed)}; no longer taking threads: {sorted(listed - found)}"
     )
 
 
@@ -169,6 +252,40 @@ def test_bad_threads_raise_the_one_error(key, value, exc):
 @pytest.mark.parametrize("key", sorted(CALLS))
 def test_none_and_positive_ints_work(key, value):
     CALLS[key](value)
+
+
+@pytest.mark.parametrize("value, exc", BAD, ids=[repr(v) for v, _ in BAD])
+@pytest.mark.parametrize("key", sorted(UPPER))
+def test_upper_layers_check_threads_before_any_work(key, value, exc, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(exc) as info:
+        UPPER[key](value, tmp_path / "missing", out)
+    assert str(info.value) == _expected(value, "threads")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", GOOD, ids=repr)
+@pytest.mark.parametrize("key", sorted(UPPER))
+def test_upper_layers_take_none_and_positive_ints(key, value, folder, tmp_path):
+    UPPER[key](value, folder, tmp_path / "out")
+
+
+def test_mitigation_checks_a_changed_threads_before_any_work(tmp_path):
+    config = MitigationConfig()
+    config.threads = 0  # a field set after construction: run_mitigation checks the config first
+    missing = tmp_path / "missing"
+    with pytest.raises(ValueError) as info:
+        run_mitigation(missing, missing, missing, missing, out=tmp_path / "out", config=config, log=None)
+    assert str(info.value) == _expected(0, "threads")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_threads_is_a_usage_error(folder, tmp_path, capsys):
+    db = tmp_path / "r.db"
+    argv = ["score", str(folder / "manifest.csv"), "--model", _model_path(folder), "--out", str(db), "--threads", "0"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"instab score: error: {_expected(0, 'threads')}"
+    assert not db.exists()
 
 
 def test_check_threads():

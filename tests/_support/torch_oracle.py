@@ -20,6 +20,61 @@ def _attr(node, name, default=None):
     return default
 
 
+def _conv(n, ins):
+    k = len(ins[1].shape) - 2
+    pads = list(_attr(n, "pads", [0] * (2 * k)))
+    x = ins[0]
+    if any(pads):
+        x = F.pad(x, [v for i in reversed(range(k)) for v in (pads[i], pads[k + i])])
+    return F.conv2d(x, ins[1], ins[2] if len(ins) > 2 else None, stride=_attr(n, "strides", [1] * k),
+                    groups=_attr(n, "group", 1))
+
+
+def _pad(n, ins):
+    pads = ins[1].tolist()
+    r = len(pads) // 2
+    value = float(ins[2]) if len(ins) > 2 and ins[2] is not None else 0.0
+    return F.pad(ins[0], [v for i in reversed(range(r)) for v in (pads[i], pads[r + i])], value=value)
+
+
+def _squeeze(n, ins):
+    return ins[0].squeeze(-1).squeeze(-1) if ins[1] is None else ins[0].squeeze(tuple(ins[1].tolist()))
+
+
+def _gemm(n, ins):
+    a = ins[0].t() if _attr(n, "transA", 0) else ins[0]
+    b = ins[1].t() if _attr(n, "transB", 0) else ins[1]
+    return _attr(n, "alpha", 1.0) * (a @ b) + _attr(n, "beta", 1.0) * ins[2]
+
+
+def _dequantize(n, ins):
+    zp = ins[2].to(torch.float32) if len(ins) > 2 else 0.0
+    return (ins[0].to(torch.float32) - zp) * ins[1]
+
+
+# ONNX operator -> its torch version, called as fn(node, inputs); None marks an omitted optional input.
+_OPS = {
+    "Conv": _conv,
+    "Relu": lambda n, ins: F.relu(ins[0]),
+    "Clip": lambda n, ins: torch.clamp(ins[0], ins[1] if len(ins) > 1 else None, ins[2] if len(ins) > 2 else None),
+    "Min": lambda n, ins: torch.minimum(ins[0], ins[1]),
+    "Max": lambda n, ins: torch.maximum(ins[0], ins[1]),
+    "Add": lambda n, ins: ins[0] + ins[1],
+    "Mul": lambda n, ins: ins[0] * ins[1],
+    "Pad": _pad,
+    "Transpose": lambda n, ins: ins[0].permute(*_attr(n, "perm")),
+    "GlobalAveragePool": lambda n, ins: ins[0].mean(dim=(2, 3), keepdim=True),
+    "Squeeze": _squeeze,
+    "MatMul": lambda n, ins: ins[0] @ ins[1],
+    "Gemm": _gemm,
+    "Softmax": lambda n, ins: torch.softmax(ins[0], dim=_attr(n, "axis", -1)),
+    "Cast": lambda n, ins: ins[0].to(torch.float32),
+    "Sub": lambda n, ins: ins[0] - ins[1],
+    "Identity": lambda n, ins: ins[0],
+    "DequantizeLinear": _dequantize,
+}
+
+
 class TorchGraph(torch.nn.Module):
     """An ONNX graph as a torch module; ``params`` (initializer names) become trainable tensors."""
 
@@ -29,7 +84,7 @@ class TorchGraph(torch.nn.Module):
         self.outputs = outputs
         consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
         self.params = {n: torch.nn.Parameter(torch.from_numpy(consts[n].copy())) for n in params}
-        for k, (n, p) in enumerate(self.params.items()):
+        for k, p in enumerate(self.params.values()):
             self.register_parameter(f"p{k}", p)
         self.consts = {n: torch.from_numpy(np.array(v)) for n, v in consts.items() if n not in self.params}
         self.input = next(i.name for i in model.graph.input if i.name not in consts)
@@ -42,56 +97,10 @@ class TorchGraph(torch.nn.Module):
         return [env[o] for o in self.outputs]
 
     def _run(self, n, ins):
-        op = n.op_type
-        if op == "Conv":
-            k = len(ins[1].shape) - 2
-            pads = list(_attr(n, "pads", [0] * (2 * k)))
-            x = ins[0]
-            if any(pads):
-                x = F.pad(x, [v for i in reversed(range(k)) for v in (pads[i], pads[k + i])])
-            return F.conv2d(x, ins[1], ins[2] if len(ins) > 2 else None, stride=_attr(n, "strides", [1] * k),
-                            groups=_attr(n, "group", 1))
-        if op == "Relu":
-            return F.relu(ins[0])
-        if op == "Clip":
-            return torch.clamp(ins[0], ins[1] if len(ins) > 1 else None, ins[2] if len(ins) > 2 else None)
-        if op == "Min":
-            return torch.minimum(ins[0], ins[1])
-        if op == "Max":
-            return torch.maximum(ins[0], ins[1])
-        if op == "Add":
-            return ins[0] + ins[1]
-        if op == "Mul":
-            return ins[0] * ins[1]
-        if op == "Pad":
-            pads = ins[1].tolist()
-            r = len(pads) // 2
-            value = float(ins[2]) if len(ins) > 2 and ins[2] is not None else 0.0
-            return F.pad(ins[0], [v for i in reversed(range(r)) for v in (pads[i], pads[r + i])], value=value)
-        if op == "Transpose":
-            return ins[0].permute(*_attr(n, "perm"))
-        if op == "GlobalAveragePool":
-            return ins[0].mean(dim=(2, 3), keepdim=True)
-        if op == "Squeeze":
-            return ins[0].squeeze(-1).squeeze(-1) if ins[1] is None else ins[0].squeeze(tuple(ins[1].tolist()))
-        if op == "MatMul":
-            return ins[0] @ ins[1]
-        if op == "Gemm":
-            a = ins[0].t() if _attr(n, "transA", 0) else ins[0]
-            b = ins[1].t() if _attr(n, "transB", 0) else ins[1]
-            return _attr(n, "alpha", 1.0) * (a @ b) + _attr(n, "beta", 1.0) * ins[2]
-        if op == "Softmax":
-            return torch.softmax(ins[0], dim=_attr(n, "axis", -1))
-        if op == "Cast":
-            return ins[0].to(torch.float32)
-        if op == "Sub":
-            return ins[0] - ins[1]
-        if op == "Identity":
-            return ins[0]
-        if op == "DequantizeLinear":
-            zp = ins[2].to(torch.float32) if len(ins) > 2 else 0.0
-            return (ins[0].to(torch.float32) - zp) * ins[1]
-        raise NotImplementedError(op)
+        fn = _OPS.get(n.op_type)
+        if fn is None:
+            raise NotImplementedError(n.op_type)
+        return fn(n, ins)
 
 
 def stability_loss(

@@ -57,7 +57,7 @@ def fd_check(
     gm = build_gradient_graph(model, output, wrt)
     grads = session(gm).run([f"{t}::grad" for t in wrt], {**feeds, f"{output}::seed": r})
     errors = {}
-    for t, g in zip(wrt, grads):
+    for t, g in zip(wrt, grads, strict=True):
         assert g.shape == feeds[t].shape, (t, g.shape, feeds[t].shape)
         v = rng.standard_normal(feeds[t].shape).astype(np.float32)
 

@@ -119,11 +119,11 @@ def test_channels_and_sizes_are_kept():
     items = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((5, 7, 1), (1, 1, 3), (9, 3, 4), (30, 17, 3))]
     for fmt in ("png", "webp", "heif", "avif"):
         out = C.roundtrip(items, fmt)
-        for a, b, e in zip(items, out.images, out.errors):
+        for a, b, e in zip(items, out.images, out.errors, strict=True):
             assert e is None, (fmt, e)
             assert b.shape == a.shape
     png = C.roundtrip(items, "png")
-    for a, b in zip(items, png.images):
+    for a, b in zip(items, png.images, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -28,9 +28,9 @@ def test_builtin_device_is_deterministic_and_split_invariant(name, photos):
     tail = dev.capture(photos[1:], seed=3, first_index=1)
     again = dev.capture(photos, seed=3)
     assert whole.errors == [None] * 3 and (whole.sizes > 0).all()
-    for a, b in zip(whole.images[1:], tail.images):
+    for a, b in zip(whole.images[1:], tail.images, strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b, src in zip(whole.images, again.images, photos):
+    for a, b, src in zip(whole.images, again.images, photos, strict=True):
         np.testing.assert_array_equal(a, b)
         assert a.shape == src.shape
         # a capture changes the picture, but keeps it recognisable

@@ -84,7 +84,9 @@ def test_chain_matches_reference(x, ops, first_index, out_dtype):
 
 
 @pytest.mark.parametrize("kind", sorted(_DOMAINS))
-@pytest.mark.parametrize("shape", [(2, 1, 1, 3), (1, 1, 3, 3), (1, 3, 1, 3), (2, 5, 7, 3), (1, 23, 29, 4), (2, 17, 16, 1)])
+@pytest.mark.parametrize(
+    "shape", [(2, 1, 1, 3), (1, 1, 3, 3), (1, 3, 1, 3), (2, 5, 7, 3), (1, 23, 29, 4), (2, 17, 16, 1)]
+)
 def test_each_kind_matches_reference(kind, shape):
     rng = np.random.default_rng(sum(shape))
     x = rng.integers(0, 256, shape, dtype=np.uint8)

@@ -171,7 +171,7 @@ def test_list_input_of_different_sizes():
     for text in ("distort:phone", "noise:gaussian,sigma=0.1+avif:q=50", "gamma:g=0.7"):
         out = parse(text).apply(items, seed=1)
         assert isinstance(out.images, list) and out.errors == [None] * 3
-        for a, b in zip(items, out.images):
+        for a, b in zip(items, out.images, strict=True):
             assert a.shape == b.shape
 
 

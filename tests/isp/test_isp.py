@@ -125,7 +125,10 @@ def develop_case(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     if in_dtype == "uint16":
         white = float(draw(st.sampled_from([1023, 4095, 16383, 65535])))
-        black = [float(draw(st.integers(0, 64)))] * 4 if draw(st.booleans()) else [float(b) for b in rng.integers(0, 64, 4)]
+        if draw(st.booleans()):
+            black = [float(draw(st.integers(0, 64)))] * 4
+        else:
+            black = [float(b) for b in rng.integers(0, 64, 4)]
         mosaic = rng.integers(0, int(white) + 1, (h, w)).astype(np.uint16)
         if draw(st.booleans()):  # structured: edges and flat runs (ties in the gradient tests)
             mosaic = (mosaic // int(white // 3 + 1)) * int(white // 3)

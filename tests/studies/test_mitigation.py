@@ -97,8 +97,8 @@ def test_subsample_draws_from_a_pool_of_n_photos_of_the_same_class():
     assert all(len(p) == (3 if c == 7 else 4) for c, p in s.pools.items())
     idx = np.arange(40)
     chosen = s.choose(idx, seed=0, draw=0)
-    assert all(labels[c] == labels[i] for i, c in zip(idx, chosen))
-    assert all(c in s.pools[int(labels[i])] for i, c in zip(idx, chosen))
+    assert all(labels[c] == labels[i] for i, c in zip(idx, chosen, strict=True))
+    assert all(c in s.pools[int(labels[i])] for i, c in zip(idx, chosen, strict=True))
     # Keyed per image: a part of the batch chooses the same photos.
     np.testing.assert_array_equal(s.choose(idx[5:9], seed=0, draw=0), chosen[5:9])
     np.testing.assert_array_equal(s.perturb(second, idx, 0, 0), second[chosen])
@@ -116,10 +116,10 @@ def test_device_pairs_draw_two_different_devices_per_image():
     idx = np.arange(50)
     a, b = s.choose(idx, seed=3, draw=0)
     assert (a != b).all() and set(a) | set(b) <= {0, 1, 2, 3}
-    assert len(set(zip(a.tolist(), b.tolist()))) > 6  # many of the 12 ordered pairs occur
+    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) > 6  # many of the 12 ordered pairs occur
     x, xn = s.pair(idx, seed=3, draw=0)
-    np.testing.assert_array_equal(x, np.stack([views[d][i] for d, i in zip(a, idx)]))
-    np.testing.assert_array_equal(xn, np.stack([views[d][i] for d, i in zip(b, idx)]))
+    np.testing.assert_array_equal(x, np.stack([views[d][i] for d, i in zip(a, idx, strict=True)]))
+    np.testing.assert_array_equal(xn, np.stack([views[d][i] for d, i in zip(b, idx, strict=True)]))
     # Keyed per (seed, draw, image): any part of the batch gets the same pairs; another draw differs.
     np.testing.assert_array_equal(s.choose(idx[7:19], seed=3, draw=0)[1], b[7:19])
     np.testing.assert_array_equal(s.perturb(x[7:19], idx[7:19], 3, 0), xn[7:19])
@@ -287,7 +287,7 @@ def test_split_refuses_a_cut_through_a_residual():
     np.testing.assert_allclose(FeatureRunner(join(sp, sp.head))(x), FeatureRunner(m)(x), rtol=1e-6)
 
 
-# ---------------------------------------------------------------------------------------------- training lowers instability
+# ----------------------------------------------------------------------------------------- training lowers instability
 
 
 def test_stability_training_lowers_instability_on_its_training_images(float_model, samples_dir):
@@ -415,7 +415,9 @@ def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
     cfg = MitigationConfig(epochs=1, batch_size=8, losses=("kl",), schemes=("two-images",), alphas={"kl": (1.0,)},
                            int8="none", label_free=False, val_fraction=0.0)
     devices = ["device:phone-mid", "device:phone-budget", "device:phone-vivid"]
-    res = run_mitigation(samples_dir, tr, samples_dir, ev, devices=devices, config=cfg, limit=12, eval_limit=8, log=None)
+    res = run_mitigation(
+        samples_dir, tr, samples_dir, ev, devices=devices, config=cfg, limit=12, eval_limit=8, log=None
+    )
     by = {r["method"]: r for r in res.rows}
     assert {"baseline", "stability", "raw pipeline", "raw pipeline + stability"} <= set(by)
     assert len(by["raw pipeline"]["accuracy_per_device"]) == 3

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
@@ -149,7 +151,9 @@ def test_shape_ops():
     fd_check(make_model(nodes, feeds, "Y", consts=consts), feeds, ["X"])
 
 
-@pytest.mark.parametrize("shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 2))])
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((1, 3, 4), (2, 4, 2))]
+)
 def test_matmul(shapes):
     feeds = {"A": rand(*shapes[0]), "B": rand(*shapes[1])}
     fd_check(make_model([helper.make_node("MatMul", ["A", "B"], ["Y"])], feeds, "Y"), feeds, ["A", "B"])
@@ -219,10 +223,6 @@ def test_supported_list_covers_the_issue():
     assert need <= set(supported_operators())
 
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-
 @settings(max_examples=30, deadline=None)
 @given(
     n=st.integers(1, 2), cg=st.integers(1, 3), mg=st.integers(1, 2), group=st.integers(1, 3),
@@ -232,8 +232,6 @@ from hypothesis import strategies as st
 )
 def test_conv_property(n, cg, mg, group, h, w, kh, kw, sh, sw, pads, bias, seed):
     """Random Conv geometries (grouped, strided, padded, odd and 1-pixel sizes) against finite differences."""
-    from hypothesis import assume
-
     assume(h + pads[0] + pads[2] >= kh and w + pads[1] + pads[3] >= kw)
     rng = np.random.default_rng(seed)
     c, m = cg * group, mg * group

@@ -27,7 +27,7 @@ def run_graph(tg, params, x, xn, labels, lr=0.0, step=1.0, state=None):
     feeds.update(state if state is not None else tg.state)
     s = session(tg.model)
     names = [o.name for o in s.get_outputs()]
-    return dict(zip(names, s.run(None, feeds)))
+    return dict(zip(names, s.run(None, feeds), strict=True))
 
 
 @pytest.mark.parametrize("smooth", [True, False], ids=["smooth", "kinks"])
@@ -39,13 +39,16 @@ def test_loss_gradient_matches_finite_differences(loss, smooth):
     differences there carry a ~2% bias; the smooth variant is checked tightly.
     """
     tol = 5e-3 if smooth else 3e-2
-    tg = build_training_graph(tiny_classifier(smooth=smooth), loss=loss, alpha=0.7, optimizer=Optimizer("sgd", momentum=0.0))
+    tg = build_training_graph(
+        tiny_classifier(smooth=smooth), loss=loss, alpha=0.7, optimizer=Optimizer("sgd", momentum=0.0)
+    )
     x, y = IMAGES[:6], LABELS[:6]
     xn = NOISE(x, 0, 0)
     rng = np.random.default_rng(3)
     params = dict(tg.initial)
     if loss == "embedding":  # move off the identity so the embedding path is generic
-        params["embedding/W"] = params["embedding/W"] + 0.1 * rng.standard_normal(params["embedding/W"].shape).astype(np.float32)
+        w = params["embedding/W"]
+        params["embedding/W"] = w + 0.1 * rng.standard_normal(w.shape).astype(np.float32)
     out = run_graph(tg, params, x, xn, y, lr=1.0)
     assert out["stability"] >= 0 and (loss == "ce") == (out["stability"] == 0)
     grads = {p: params[p] - out[updated_name(p)] for p in tg.params}

@@ -69,7 +69,8 @@ def test_short_fine_tune_on_real_images(float_model, samples):
     tg = build_training_graph(float_model, loss="kl", alpha=0.5, optimizer="adam", trainable="last:2")
     assert len(tg.params) == 4  # Conv_1 and the classifier, weights and biases
     tr = Trainer(tg)
-    hist = tr.fit(images, labels, lambda a: a, make_perturbation("noise:gaussian,sigma=0.1"), epochs=3, batch_size=8, lr=1e-3, seed=0)
+    noise = make_perturbation("noise:gaussian,sigma=0.1")
+    hist = tr.fit(images, labels, lambda a: a, noise, epochs=3, batch_size=8, lr=1e-3, seed=0)
     assert hist[-1]["loss"] < 0.8 * hist[0]["loss"], [h["loss"] for h in hist]
     tuned = tr.export()
     assert [o.name for o in tuned.graph.output] == [o.name for o in float_model.proto.graph.output]

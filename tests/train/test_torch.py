@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
 from instab.train import Optimizer, build_training_graph
 from instab.train.dataset import make_perturbation
 from instab.train.graph import find_logits
 from instab.train.loop import Trainer
-from tests._support.torch_oracle import TorchGraph, stability_loss
 from tests._support.training import tiny_classifier, tiny_data
+
+# Torch is optional: skip the module without it (ruff allows imports after a bare importorskip).
+pytest.importorskip("torch")
+
+import torch
+
+from tests._support.torch_oracle import TorchGraph, stability_loss
 
 IMAGES, LABELS = tiny_data(16, seed=4)
 

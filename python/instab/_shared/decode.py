@@ -94,9 +94,8 @@ def decode(item: Any, *, draft_size: int | None = None, channels: int = 3) -> np
                 # draft keeps both sides >= the requested box; ask for the shorter side only
                 box = (draft_size, round(h * draft_size / w)) if w <= h else (round(w * draft_size / h), draft_size)
                 im.draft(mode, box)
-            if im.mode != mode:
-                im = im.convert(mode)
-            out = np.asarray(im)  # decodes; images already in the mode skip convert's extra copy
+            img: Image.Image = im.convert(mode) if im.mode != mode else im
+            out = np.asarray(img)  # decodes; images already in the mode skip convert's extra copy
     except SyntaxError as exc:  # Pillow's PNG reader reports a broken chunk found while decoding this way
         raise OSError(f"broken image file: {exc}") from exc
     return out[:, :, None] if channels == 1 else out

@@ -52,7 +52,7 @@ def versions() -> dict[str, str | None]:
 def record(
     started: str,
     *,
-    models: Mapping[str, str] | None = None,
+    models: Mapping[str, str | None] | None = None,
     seeds: Mapping[str, Any] | None = None,
     argv: list[str] | None = None,
     finished: str | None = None,
@@ -65,7 +65,8 @@ def record(
     started
         When the run started (:func:`utc_now`).
     models
-        Model name -> content hash (SHA-256) of every model the result depends on.
+        Model name -> content hash (SHA-256) of every model the result depends on
+        (None for one that could no longer be loaded to hash it).
     seeds
         The seeds of the run, by option name.
     argv

@@ -41,7 +41,8 @@ class Spec:
         for k, _ in self.params:
             if k not in keys:
                 raise ValueError(
-                    f"{self.what} {self}: unknown parameter {k!r} for {self.kind!r} (accepted: {sorted(keys) or 'none'})"
+                    f"{self.what} {self}: unknown parameter {k!r} for {self.kind!r} "
+                    f"(accepted: {sorted(keys) or 'none'})"
                 )
 
     def __str__(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import pickle
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class _Storage:
 
 
 class _PendingTensor:
-    def __init__(self, storage: _Storage, offset: int, size: tuple, stride: tuple) -> None:
+    def __init__(self, storage: _Storage, offset: int, size: tuple[int, ...], stride: tuple[int, ...]) -> None:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def materialize(self) -> np.ndarray:
@@ -55,7 +55,7 @@ class _PendingTensor:
         if data is None:
             raise ValueError("checkpoint: a tensor refers to a storage that was never written")
         item = data.itemsize
-        needed = self.offset + sum((s - 1) * st for s, st in zip(self.size, self.stride)) + 1
+        needed = self.offset + sum((s - 1) * st for s, st in zip(self.size, self.stride, strict=True)) + 1
         if self.size and min(self.size) > 0 and needed > data.size:
             raise ValueError("checkpoint: a tensor reaches past the end of its storage")
         view = np.lib.stride_tricks.as_strided(
@@ -64,7 +64,15 @@ class _PendingTensor:
         return np.array(view)  # own, contiguous copy
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, *rest):
+def _rebuild_tensor_v2(
+    storage: _Storage,
+    storage_offset: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    requires_grad: bool = False,
+    backward_hooks: object = None,
+    *rest: object,
+) -> _PendingTensor:
     return _PendingTensor(storage, storage_offset, size, stride)
 
 
@@ -126,7 +134,8 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             if len(raw) != count * st.dtype.itemsize:
                 raise ValueError(f"checkpoint: {path} is truncated")
             st.data = np.frombuffer(raw, dtype=st.dtype.newbyteorder("<")).astype(st.dtype)
-    return _convert(obj)
+    # the unpickled object is untyped; a state dict is a name -> tensor mapping
+    return cast(dict[str, np.ndarray], _convert(obj))
 
 __all__ = [
     "load_state_dict",

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"results: {args.results} does not exist")
     with ResultStore(args.results, readonly=True) as store:  # a read-only store (or folder) is fine
         scored = store.load(args.model)
-        runs = [r for r in store.meta().get("runs", [])  # type: ignore[union-attr]
+        stored = store.meta().get("runs", [])  # a JSON list of provenance records
+        runs = [r for r in (stored if isinstance(stored, list) else [])
                 if scored.model_hash in r.get("models", {}).values()]
     record = provenance.record(started, models={scored.model: scored.model_hash},
                                results=str(Path(args.results).resolve()), scoring_runs=runs)

@@ -29,6 +29,7 @@ import tomllib
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,12 @@ class DeviceProfile:
                 raise ValueError(f"{where}: {key} must be >= 0, got {getattr(self, key)!r}")
         if float(self.saturation) <= 0:
             raise ValueError(f"{where}: saturation must be > 0, got {self.saturation!r}")
-        codec = parse(self.codec)  # raises a clear error for a bad codec text
-        object.__setattr__(self, "_codec", codec)
+        _ = self._codec  # parse now: a bad codec text raises a clear error here
+
+    @cached_property
+    def _codec(self) -> Environment:
+        """The codec environment of :attr:`codec` (parsed once)."""
+        return parse(self.codec)
 
     def _seed(self, seed: int, shot: int) -> int:
         # A stable per-(device, shot) key, so devices and shots draw independent noise.
@@ -88,9 +93,10 @@ class DeviceProfile:
     def develop(self, mosaics: Any, meta: isp.RawMeta, threads: int | None = None) -> Any:
         """This device's ISP applied to raw mosaics (before the codec)."""
         threads = check_threads(threads)
-        gains = tuple(g * e for g, e in zip(meta.wb_gains, self.wb_error))
+        gains = tuple(g * e for g, e in zip(meta.wb_gains, self.wb_error, strict=True))
         rgb = isp.develop(mosaics, meta, self.demosaic, wb=gains, gamma=self.gamma, tone=self.tone, threads=threads)
-        items, is_batch = as_image_list(rgb if not isinstance(rgb, np.ndarray) or rgb.ndim == 4 else rgb[None])
+        listed, is_batch = as_image_list(rgb if not isinstance(rgb, np.ndarray) or rgb.ndim == 4 else rgb[None])
+        items = [im for im in listed if im is not None]  # none missing: isp.develop refuses a None mosaic
         if self.saturation != 1.0:
             out = distort.saturation(list(items), float(self.saturation), threads=threads)
             items = list(out.images if hasattr(out, "images") else out)

@@ -37,7 +37,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Union
+from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ from instab._shared.validation import check_seed, check_threads
 from instab.environments.codecs import CodecSettings, parse_quality, roundtrip_settings
 from instab.environments.registry import Environment, EnvOutput, Spec, image_items, mix_seed, parse, register
 
-Param = Union[float, tuple[float, float]]
+Param = float | tuple[float, float]
 
 # kind -> (kernel code, parameter names, (min, max) domain of every parameter)
 _KINDS: dict[str, tuple[int, tuple[str, ...], tuple[float, float]]] = {
@@ -98,7 +99,7 @@ class Op:
         """Canonical text of this operation as an environment, e.g. ``hue:delta=-0.05..0.05``."""
         _, names, _ = _KINDS[self.kind]
         tokens = []
-        for name, (lo, hi) in zip(names, self.ranges):
+        for name, (lo, hi) in zip(names, self.ranges, strict=True):
             if self.kind == "poisson" and name == "read" and lo == hi == 0.0:
                 continue
             tokens.append(f"{name}={_range_text(lo, hi)}")
@@ -173,20 +174,21 @@ def apply_seeded(
         return run(images, first_index, nthreads)
     if not isinstance(images, (list, tuple)):
         raise TypeError(f"images: expected an [N, H, W, C] array or a list of HWC arrays, got {type(images).__name__}")
-    items = []
+    items: list[np.ndarray | None] = []
     for i, im in enumerate(images):
         if im is None:
             items.append(None)
             continue
-        a = np.asarray(im)
-        if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-            raise ValueError(f"images[{i}]: expected an HWC image with C in (1, 3, 4), got shape {a.shape}")
-        items.append(a)
+        arr = np.asarray(im)
+        if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"images[{i}]: expected an HWC image with C in (1, 3, 4), got shape {arr.shape}")
+        items.append(arr)
 
     def one(i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        if items[i] is None:
+        item = items[i]
+        if item is None:
             return None, None
-        o, p = run(items[i][None], first_index + i, 1)
+        o, p = run(item[None], first_index + i, 1)
         return o[0], p[0]
 
     workers = max(1, min(nthreads, len(items)))
@@ -319,8 +321,8 @@ def _spec_of(op: Op) -> Spec:
     text = op.text()
     kind, _, rest = text.partition(":")
     words = tuple(t for t in rest.split(",") if t and "=" not in t)
-    params = tuple(tuple(t.split("=", 1)) for t in rest.split(",") if "=" in t)
-    return Spec(kind, words, params)  # type: ignore[arg-type]
+    params = tuple((k, v) for k, _, v in (t.partition("=") for t in rest.split(",") if "=" in t))
+    return Spec(kind, words, params)
 
 
 # ---------------------------------------------------------------------------
@@ -369,7 +371,10 @@ class PhoneEnvironment(Environment):
                 ranges[key] = _parse_range(spec, key)
         if spec.param("q") is not None:
             q = parse_quality(spec)
-            quality = q if isinstance(q, tuple) else (q, q)  # type: ignore[assignment]
+            if isinstance(q, tuple):
+                quality = q
+            elif q is not None:  # always: q= is given
+                quality = (q, q)
         try:
             self.ops = [
                 Op.make("hue", delta=ranges["hue"]),
@@ -400,7 +405,7 @@ class PhoneEnvironment(Environment):
         out = _env_output(images, seeded(self.ops, seed), threads, first_index)
         coded = roundtrip_settings(out.images, self.jpeg, seed=mix_seed(seed, len(self.ops)), threads=threads,
                                    first_index=first_index)
-        errors = [a or b for a, b in zip(out.errors, coded.errors)]
+        errors = [a or b for a, b in zip(out.errors, coded.errors, strict=True)]
         return EnvOutput(coded.images, coded.sizes, errors)
 
 
@@ -461,7 +466,7 @@ def _build_noise(spec: Spec) -> DistortEnvironment:
 
 
 for _kind in ("brightness", "contrast", "saturation", "hue", "gamma"):
-    register(_kind)(lambda spec, _k=_kind: _build_single(_k, spec))
+    register(_kind)(partial(_build_single, _kind))
 register("noise")(_build_noise)
 register("distort")(PhoneEnvironment)
 

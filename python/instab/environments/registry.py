@@ -19,7 +19,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -94,6 +94,23 @@ class Environment(ABC):
         return hash(str(self))
 
 
+@runtime_checkable
+class Fusable(Protocol):
+    """An environment whose steps a :class:`Chain` can fuse with its neighbours' (the distortions).
+
+    The operations are opaque here: only the implementing module runs them.
+    """
+
+    def fused_ops(self, seed: int) -> list[tuple[Any, int]]:
+        """(operation, seed) pairs of this environment's steps."""
+        ...
+
+    @staticmethod
+    def apply_fused(images: Any, ops: Sequence[tuple[Any, int]], threads: int | None, first_index: int) -> EnvOutput:
+        """Run ``ops`` (from several environments' :meth:`fused_ops`) as one pass over the pixels."""
+        ...
+
+
 class Chain(Environment):
     """Environments applied one after another; sizes are the last codec's.
 
@@ -113,16 +130,16 @@ class Chain(Environment):
         while step < len(self.parts):
             env = self.parts[step]
             end = step + 1
-            if hasattr(env, "fused_ops"):
+            if isinstance(env, Fusable):
                 ops = list(env.fused_ops(mix_seed(seed, step)))
-                while end < len(self.parts) and hasattr(self.parts[end], "fused_ops"):
-                    ops += self.parts[end].fused_ops(mix_seed(seed, end))
+                while end < len(self.parts) and isinstance(part := self.parts[end], Fusable):
+                    ops += part.fused_ops(mix_seed(seed, end))
                     end += 1
                 nxt = type(env).apply_fused(_survivors(out), ops, threads, first_index)
             else:
                 # Each step gets its own seed stream so that two noisy steps differ.
                 nxt = env.apply(_survivors(out), seed=mix_seed(seed, step), threads=threads, first_index=first_index)
-            errors = [a or b for a, b in zip(out.errors, nxt.errors or [None] * len(nxt))]
+            errors = [a or b for a, b in zip(out.errors, nxt.errors or [None] * len(nxt), strict=True)]
             out = EnvOutput(nxt.images, nxt.sizes if nxt.sizes is not None else out.sizes, errors)
             step = end
         return out
@@ -246,7 +263,9 @@ def as_image_list(images: Any, name: str = "images") -> tuple[list[np.ndarray | 
                 continue
             a = np.asarray(im)
             if a.dtype != np.uint8 or a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-                raise ValueError(f"{name}[{i}]: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}")
+                raise ValueError(
+                    f"{name}[{i}]: expected a uint8 HWC image with C in (1, 3, 4), got {a.dtype} {a.shape}"
+                )
             out.append(a)
         return out, False
     raise TypeError(f"{name}: expected a uint8 [N, H, W, C] array or a list of HWC arrays, got {type(images).__name__}")
@@ -299,6 +318,7 @@ __all__ = [
     "Chain",
     "EnvOutput",
     "Environment",
+    "Fusable",
     "Spec",
     "as_image_list",
     "image_items",

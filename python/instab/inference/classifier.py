@@ -32,6 +32,8 @@ _OPT_LEVELS = {
 }
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 EMBEDDING = "embedding"
+# What a pipeline stage hands on: (tensor of the good items, their positions, per-item errors).
+_PreparedBatch = tuple[np.ndarray | None, list[int], list[str | None]]
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class Classifier:
 
     def __init__(
         self,
-        model: _models.Model | str | os.PathLike,
+        model: _models.Model | str | os.PathLike[str],
         provider: str = "cpu",
         threads: int | None = None,
         *,
@@ -250,7 +252,7 @@ class Classifier:
 
     # ------------------------------------------------------------ pipeline stages
 
-    def _prepare(self, items: Sequence[Any], pool: ThreadPoolExecutor) -> tuple[np.ndarray | None, list[int], list[str | None]]:
+    def _prepare(self, items: Sequence[Any], pool: ThreadPoolExecutor) -> _PreparedBatch:
         """Decode and preprocess one batch: (tensor of the good items, their positions, per-item errors)."""
         spec = self.spec
         draft = round(spec.size / spec.crop) if self.decode == "draft" else None
@@ -262,18 +264,20 @@ class Classifier:
                 return f"{type(exc).__name__}: {exc}"
 
         decoded = list(pool.map(one, items))
-        good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
+        arrays = {i: d for i, d in enumerate(decoded) if isinstance(d, np.ndarray)}
+        good = list(arrays)
         errors = [d if isinstance(d, str) else None for d in decoded]
         if not good:
             return None, good, errors
+        tensor: np.ndarray | None
         try:
-            tensor = self._preprocess([decoded[i] for i in good])
+            tensor = self._preprocess([arrays[i] for i in good])
         except Exception:
             # Find the item(s) the batch call choked on; the others are still scored.
             parts = []
             for i in list(good):
                 try:
-                    parts.append(self._preprocess([decoded[i]]))
+                    parts.append(self._preprocess([arrays[i]]))
                 except Exception as exc:
                     errors[i] = f"preprocessing failed: {type(exc).__name__}: {exc}"
                     good.remove(i)
@@ -404,7 +408,7 @@ class Classifier:
         bs = int(batch_size or self.batch_size)
         starts = list(range(0, len(items), bs))
         with ThreadPoolExecutor(self.decode_threads) as pool, ThreadPoolExecutor(1) as stage:
-            pending: Future | None = stage.submit(self._prepare, items[0:bs], pool) if starts else None
+            pending: Future[_PreparedBatch] | None = stage.submit(self._prepare, items[0:bs], pool) if starts else None
             for bi, start in enumerate(starts):
                 assert pending is not None
                 tensor, good, errs = pending.result()

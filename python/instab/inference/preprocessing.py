@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +21,7 @@ from instab._shared.validation import check_choice, check_threads
 
 __all__ = ["preprocess", "resize_plan", "short_side_for"]
 
-SizeLike = Union[int, tuple[int, int], Sequence[int]]
+SizeLike = int | tuple[int, int] | Sequence[int]
 _DEFAULT_SCALE = (1 / 255, 1 / 255, 1 / 255)
 _DEFAULT_OFFSET = (0.0, 0.0, 0.0)
 _MAX_SIDE = 2**31 - 1  # resized sides must fit the kernel's 32-bit positions
@@ -129,7 +129,7 @@ def resize_plan(height: int, width: int, size: SizeLike, crop: float = 0.875) ->
     crop window's top-left corner in resized coordinates (negative when the window overhangs).
     """
     h, w = _parse_size(size)
-    return tuple(core.preprocess_plan(int(height), int(width), short_side_for((h, w), crop), h, w))
+    return core.preprocess_plan(int(height), int(width), short_side_for((h, w), crop), h, w)
 
 
 def preprocess(

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows has no flock: writers are not locked there
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no module here: users check for None
 
 #: The store layout this instab writes and reads (the ``instab_schema`` entry of ``meta``).
 SCHEMA_VERSION = 2
@@ -356,7 +356,7 @@ class ResultStore:
 
     # ------------------------------------------------------------------ reading
 
-    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """All rows of a query; a damaged file is a ValueError naming it."""
         try:
             return self.db.execute(sql, params).fetchall()

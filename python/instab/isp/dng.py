@@ -68,7 +68,8 @@ def write_dng(path: str | os.PathLike[str] | IO[bytes], mosaic: np.ndarray, meta
         xyz_to_cam = np.linalg.inv(SRGB_TO_XYZ)
     black = list(meta.black_level)
     integral = all(float(b).is_integer() for b in black) and float(meta.white_level).is_integer()
-    tags = [
+    # (code, dtype, count, value, writeonce), as tifffile's extratags; values are mixed
+    tags: list[tuple[int, int | str, int, Any, bool]] = [
         (_MAKE, "s", 0, "instab", True),
         (_MODEL, "s", 0, "simulated sensor", True),
         (_DNG_VERSION, _BYTE, 4, (1, 4, 0, 0), True),
@@ -205,7 +206,8 @@ def _bayer_mosaic(raw: Any, name: str) -> tuple[np.ndarray, RawMeta]:
         raise ValueError(f"{name}: {_NOT_BAYER}")
     mosaic = np.array(raw.raw_image_visible, dtype=np.uint16, copy=True)
     bl = list(raw.black_level_per_channel)
-    black = tuple(float(bl[int(i)]) for i in pattern_idx.reshape(-1))
+    b = [float(bl[int(i)]) for i in pattern_idx.reshape(-1)]
+    black = (b[0], b[1], b[2], b[3])  # the pattern is 2x2 (checked above)
     white = float(raw.white_level)
     wbc = np.asarray(raw.camera_whitebalance, dtype=np.float64)
     # color indices: the first index with each letter
@@ -216,10 +218,16 @@ def _bayer_mosaic(raw: Any, name: str) -> tuple[np.ndarray, RawMeta]:
         gains = (1.0, 1.0, 1.0)
     xyz_to_cam = _colour_matrix(raw, [idx["R"], idx["G"], idx["B"]])
     try:
-        meta = RawMeta(pattern=pattern, black_level=black, white_level=white, wb_gains=gains, xyz_to_cam=xyz_to_cam)
+        rows = None if xyz_to_cam is None else _matrix_rows(xyz_to_cam)
+        meta = RawMeta(pattern=pattern, black_level=black, white_level=white, wb_gains=gains, xyz_to_cam=rows)
     except ValueError as exc:  # levels out of range: a corrupt file (the values may be LibRaw's leftovers)
         raise ValueError(f"{name}: unusable raw metadata (black or white level out of range)") from exc
     return mosaic, meta
+
+
+def _matrix_rows(m: np.ndarray) -> tuple[tuple[float, float, float], ...]:
+    """A three-column matrix as RawMeta's rows (ValueError for another column count)."""
+    return tuple((float(x), float(y), float(z)) for x, y, z in m)
 
 
 def _colour_matrix(raw: Any, rgb_idx: list[int]) -> np.ndarray | None:

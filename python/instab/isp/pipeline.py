@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from instab._native import core
 from instab._shared.validation import check_choice, check_seed, check_threads
@@ -37,7 +38,8 @@ OUT_DTYPES = ("uint8", "uint16", "float32")
 # Linear sRGB (D65) -> XYZ, the constants dcraw and LibRaw use, so that a matrix
 # derived here matches theirs.
 SRGB_TO_XYZ = np.array(
-    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]],
+    dtype=np.float64,
 )
 
 # The default sensor: the Nikon sensor of the shared raw frame (14-bit, D65
@@ -111,8 +113,9 @@ class RawMeta:
         """Linear sRGB -> camera, rows scaled so that white stays white (dcraw's convention)."""
         if self.xyz_to_cam is None:
             return np.eye(3)
-        m = np.asarray(self.xyz_to_cam) @ SRGB_TO_XYZ
-        return m / m.sum(axis=1, keepdims=True)
+        m = np.asarray(self.xyz_to_cam, dtype=np.float64) @ SRGB_TO_XYZ
+        row_sums: npt.NDArray[np.float64] = m.sum(axis=1, keepdims=True)
+        return m / row_sums
 
     @property
     def cam_to_rgb(self) -> np.ndarray:
@@ -122,8 +125,8 @@ class RawMeta:
     @property
     def as_shot_neutral(self) -> tuple[float, float, float]:
         """The DNG AsShotNeutral: the camera's response to white, green = 1."""
-        g = self.wb_gains[1]
-        return tuple(g / v for v in self.wb_gains)  # type: ignore[return-value]
+        r, g, b = self.wb_gains
+        return (g / r, g / g, g / b)
 
     def replace(self, **changes: Any) -> RawMeta:
         """A copy with some fields changed."""

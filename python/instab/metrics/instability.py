@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from instab._native import core
 from instab._shared.validation import check_threads
@@ -94,7 +95,7 @@ class InstabilityResult:
         correct in exactly one of them; NaN where no image was observed in both.
         """
         obs = self.observed.astype(np.float64)
-        hit = (self.correct & self.observed).astype(np.float64)
+        hit: npt.NDArray[np.float64] = (self.correct & self.observed).astype(np.float64)
         miss = obs - hit
         both = obs.T @ obs
         differ = hit.T @ miss + miss.T @ hit
@@ -112,7 +113,7 @@ class InstabilityResult:
         n_envs = self.correct.shape[1]
         dev = _env_keys(device, "device", n_envs)
         rep = _env_keys(repeat, "repeat", n_envs)
-        if len(set(zip(dev.tolist(), rep.tolist()))) != n_envs:
+        if len(set(zip(dev.tolist(), rep.tolist(), strict=True))) != n_envs:
             raise ValueError("device, repeat: each environment column must be a distinct (device, repeat) pair")
         within = {int(d): self._subset_rate(dev == d) for d in np.unique(dev) if (dev == d).sum() >= 2}
         across = {int(r): self._subset_rate(rep == r) for r in np.unique(rep) if (rep == r).sum() >= 2}

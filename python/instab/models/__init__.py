@@ -1,4 +1,7 @@
-"""Image classifier models: ONNX graphs with a spec of what their input and output mean (see :mod:`instab.models.loading`)."""
+"""Image classifier models: ONNX graphs with a spec of what their input and output mean.
+
+See :mod:`instab.models.loading`.
+"""
 
 from __future__ import annotations
 

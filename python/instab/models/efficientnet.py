@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -87,7 +88,8 @@ class _Builder:
         wn = self._const(conv + ".weight_folded", wf)
         bn_ = self._const(conv + ".bias_folded", bf)
         y = f"{conv}.out"
-        attrs = {"kernel_shape": [k, k], "strides": [stride, stride], "group": groups}
+        # mixed attribute values; make_node takes them as **kwargs: Any
+        attrs: dict[str, Any] = {"kernel_shape": [k, k], "strides": [stride, stride], "group": groups}
         if k > 1:
             if self.padding == "same":
                 attrs["auto_pad"] = "SAME_UPPER"

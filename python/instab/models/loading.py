@@ -45,7 +45,7 @@ def _triple(value: Any, name: str) -> tuple[float, float, float]:
     vals = tuple(float(v) for v in value)
     if len(vals) != 3:
         raise ValueError(f"{name}: expected one value or three (per RGB channel), got {len(vals)}")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def scale_offset_from_mean_std(
@@ -58,9 +58,9 @@ def scale_offset_from_mean_std(
     m, s = _triple(mean, "mean"), _triple(std, "std")
     if any(v <= 0 for v in s):
         raise ValueError(f"std: must be positive, got {s}")
-    scale = tuple(1.0 / (pixel_max * sd) for sd in s)
-    offset = tuple(-mu / sd for mu, sd in zip(m, s))
-    return scale, offset  # type: ignore[return-value]
+    scale = (1.0 / (pixel_max * s[0]), 1.0 / (pixel_max * s[1]), 1.0 / (pixel_max * s[2]))
+    offset = (-m[0] / s[0], -m[1] / s[1], -m[2] / s[2])
+    return scale, offset
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,8 @@ def dequantize(model: Model) -> Model:
         raise TypeError(f"model: expected an instab.models.Model, got {type(model).__name__}")
     proto = _graph.fold_qdq(model.proto)
     out = next(o for o in proto.graph.output if o.name == model.spec.output_name)
-    spec = model.spec.replace(output_quant=None) if out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT else model.spec
+    is_float = out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    spec = model.spec.replace(output_quant=None) if is_float else model.spec
     return Model(proto, spec, model.name + "-float")
 
 __all__ = [

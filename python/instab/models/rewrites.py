@@ -207,7 +207,9 @@ def fold_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             out.type.tensor_type.elem_type = TensorProto.FLOAT
     old_inits = initializer_names(graph)
     keep_inits = [i for i in graph.initializer if i.name in used]
-    keep_inits += [numpy_helper.from_array(new_consts[n], n) for n in sorted(used) if n in new_consts and n not in old_inits]
+    keep_inits += [
+        numpy_helper.from_array(new_consts[n], n) for n in sorted(used) if n in new_consts and n not in old_inits
+    ]
     del graph.initializer[:]
     graph.initializer.extend(keep_inits)
     del graph.node[:]
@@ -240,7 +242,67 @@ class GraphInfo:
     input_quant: tuple[float, int] | None  # (scale, zero point) of a Q applied to a float input
 
 
-_DTYPES = {TensorProto.UINT8: "uint8", TensorProto.FLOAT: "float32", TensorProto.INT8: "int8"}
+_DTYPES: dict[int, str] = {TensorProto.UINT8: "uint8", TensorProto.FLOAT: "float32", TensorProto.INT8: "int8"}
+
+
+def _input_layout(inp: onnx.ValueInfoProto) -> tuple[list[int | str], str, int]:
+    """Dimensions, layout (``nhwc`` or ``nchw``) and square size (0 when not fixed) of the image input."""
+    in_dims = dims(inp)
+    if len(in_dims) != 4:
+        raise ValueError(f"model: input {inp.name!r} has shape {in_dims}; expected 4-D NHWC or NCHW")
+    if in_dims[3] == 3 and in_dims[1] != 3:
+        layout, hw = "nhwc", in_dims[1:3]
+    elif in_dims[1] == 3:
+        layout, hw = "nchw", in_dims[2:4]
+    else:
+        raise ValueError(f"model: cannot tell the layout of input shape {in_dims}; pass spec with layout=")
+    size = hw[0] if isinstance(hw[0], int) and hw[0] > 0 and hw[0] == hw[1] else 0
+    return in_dims, layout, int(size)
+
+
+def _output_kind(made_by: dict[str, onnx.NodeProto], name: str) -> str:
+    """``probabilities`` when a Softmax feeds output ``name`` through pass-through ops, else ``logits``."""
+    while name in made_by:
+        node = made_by[name]
+        if node.op_type == "Softmax":
+            return "probabilities"
+        if node.op_type not in _HEAD_PASSTHROUGH:
+            break
+        name = node.input[0]
+    return "logits"
+
+
+def _quant_params(q: onnx.NodeProto, consts: dict[str, np.ndarray]) -> tuple[float, int]:
+    """(scale, zero point) of a QuantizeLinear node whose scale is constant."""
+    zp = consts[q.input[2]] if len(q.input) > 2 and q.input[2] else np.zeros(1)
+    return float(np.ravel(consts[q.input[1]])[0]), int(np.ravel(zp)[0])
+
+
+def _output_quant(
+    out: onnx.ValueInfoProto, made_by: dict[str, onnx.NodeProto], consts: dict[str, np.ndarray]
+) -> tuple[float, int] | None:
+    """(scale, zero point) of an integer output, read from the QuantizeLinear that makes it; None for float."""
+    if out.type.tensor_type.elem_type not in (TensorProto.UINT8, TensorProto.INT8):
+        return None
+    src = made_by.get(out.name)
+    while src is not None and src.op_type in ("Reshape", "Squeeze", "Flatten", "Identity"):
+        src = made_by.get(src.input[0])
+    if src is None or src.op_type != "QuantizeLinear" or src.input[1] not in consts:
+        raise ValueError(f"model: integer output {out.name!r} without a QuantizeLinear to read its scale from")
+    return _quant_params(src, consts)
+
+
+def _input_quant(graph: onnx.GraphProto, name: str, consts: dict[str, np.ndarray]) -> tuple[float, int] | None:
+    """(scale, zero point) of a QuantizeLinear applied to float input ``name`` (maybe after a Transpose), or None."""
+    for node in graph.node:
+        if name in node.input:
+            q = node
+            if q.op_type == "Transpose":
+                q = next((n for n in graph.node if q.output[0] in n.input), q)
+            if q.op_type == "QuantizeLinear" and q.input[1] in consts:
+                return _quant_params(q, consts)
+            return None  # only the first consumer of the input counts
+    return None
 
 
 def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
@@ -255,62 +317,24 @@ def inspect_graph(model: onnx.ModelProto) -> GraphInfo:
     in_type = inp.type.tensor_type.elem_type
     if in_type not in (TensorProto.UINT8, TensorProto.FLOAT):
         raise ValueError(f"model: input {inp.name!r} has element type {in_type}; expected uint8 or float32")
-    in_dims = dims(inp)
-    if len(in_dims) != 4:
-        raise ValueError(f"model: input {inp.name!r} has shape {in_dims}; expected 4-D NHWC or NCHW")
-    if in_dims[3] == 3 and in_dims[1] != 3:
-        layout, hw = "nhwc", in_dims[1:3]
-    elif in_dims[1] == 3:
-        layout, hw = "nchw", in_dims[2:4]
-    else:
-        raise ValueError(f"model: cannot tell the layout of input shape {in_dims}; pass spec with layout=")
-    size = hw[0] if isinstance(hw[0], int) and hw[0] > 0 and hw[0] == hw[1] else 0
+    in_dims, layout, size = _input_layout(inp)
     out_dims = dims(out)
     if len(out_dims) != 2 or not isinstance(out_dims[1], int):
         raise ValueError(f"model: output {out.name!r} has shape {out_dims}; expected [batch, classes]")
 
     made_by = producers(graph.node)
     consts = constants(graph)
-    kind, name = "logits", out.name
-    while name in made_by:
-        node = made_by[name]
-        if node.op_type == "Softmax":
-            kind = "probabilities"
-            break
-        if node.op_type not in _HEAD_PASSTHROUGH:
-            break
-        name = node.input[0]
-    output_quant = None
-    if out.type.tensor_type.elem_type in (TensorProto.UINT8, TensorProto.INT8):
-        node = made_by.get(out.name)
-        while node is not None and node.op_type in ("Reshape", "Squeeze", "Flatten", "Identity"):
-            node = made_by.get(node.input[0])
-        if node is None or node.op_type != "QuantizeLinear" or node.input[1] not in consts:
-            raise ValueError(f"model: integer output {out.name!r} without a QuantizeLinear to read its scale from")
-        zp = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else np.zeros(1)
-        output_quant = (float(np.ravel(consts[node.input[1]])[0]), int(np.ravel(zp)[0]))
-    input_quant = None
-    if in_type == TensorProto.FLOAT:
-        for node in graph.node:
-            if inp.name in node.input:
-                q = node
-                if q.op_type == "Transpose":
-                    q = next((n for n in graph.node if q.output[0] in n.input), q)
-                if q.op_type == "QuantizeLinear" and q.input[1] in consts:
-                    zp = consts[q.input[2]] if len(q.input) > 2 and q.input[2] else np.zeros(1)
-                    input_quant = (float(np.ravel(consts[q.input[1]])[0]), int(np.ravel(zp)[0]))
-                break
     return GraphInfo(
         input_name=inp.name,
         input_dtype=_DTYPES[in_type],
         input_shape=tuple(in_dims),
         layout=layout,
-        size=int(size),
+        size=size,
         output_name=out.name,
         num_outputs=int(out_dims[1]),
-        output_kind=kind,
-        output_quant=output_quant,
-        input_quant=input_quant,
+        output_kind=_output_kind(made_by, out.name),
+        output_quant=_output_quant(out, made_by, consts),
+        input_quant=_input_quant(graph, inp.name, consts) if in_type == TensorProto.FLOAT else None,
     )
 
 

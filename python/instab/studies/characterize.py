@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from instab._shared.validation import check_threads
 from instab.environments import devices
 from instab.io.labels import read_labels_csv
 from instab.studies import environment as experiments
@@ -36,6 +38,7 @@ def _as_tables(name: str, result: ExperimentTable | ExperimentTables) -> Experim
 def run_env_experiment(name: str, images: str | os.PathLike, labels: str | os.PathLike, models: Sequence[str], *,
                        limit: int | None = None, seed: int = 0, threads: int | None = None) -> ExperimentTables:
     """The experiments that are a list of environments, one table per model (and per sweep for ``noise``)."""
+    check_threads(threads)
     kwargs: dict[str, Any] = {"limit": limit, "seed": seed, "threads": threads}
     models = list(models)
     if name == "compression-quality":
@@ -95,12 +98,14 @@ def run_experiment(
         ``isp-psnr``: the raw frame folder (``meta.json`` and headerless mosaics).
     limit, seed, threads
         The first ``limit`` images of the CSV; seed of the randomized environments;
-        worker threads (None: all cores).
+        worker threads (None: all cores; checked by every experiment, even those that do not use it).
     """
+    check_threads(threads)  # one meaning for every experiment, and before any work
     if name == "mitigation":
         raise ValueError("mitigation: run it with `instab characterize --experiment mitigation` (its own options)")
     if name == "isp-psnr":
-        paths, label_errors = None, []
+        paths: list[Path] | None = None
+        label_errors: list[str] = []
         if images is not None and labels is not None:
             items, label_errors = read_labels_csv(labels, images, limit)
             paths = [it.path for it in items]

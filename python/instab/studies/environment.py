@@ -28,6 +28,7 @@ import numpy as np
 
 from instab._shared.decode import decode
 from instab._shared.textform import Spec
+from instab._shared.validation import check_threads
 from instab.environments.distort import fmt_number
 from instab.environments.registry import Environment, EnvOutput, parse
 from instab.io.labels import LabeledImage, read_labels_csv
@@ -162,6 +163,7 @@ class Original(Environment):
         super().__init__(Spec("original"))
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
+        check_threads(threads)  # unused here, but checked like every environment's
         return EnvOutput(images, None, [None if im is not None else "no input image" for im in images])
 
 
@@ -215,8 +217,10 @@ def run_environments(
         limit: use only the first ``limit`` images.
         seed: seed of the randomized environments.
         chunk: images held in memory at once.
-        threads: worker threads for codecs, distortions and inference (None: all cores).
+        threads: worker threads for codecs, distortions and inference (None: all cores);
+            a bad value raises (see :func:`~instab._shared.validation.check_threads`) before any image is read.
     """
+    workers = check_threads(threads)
     if not environments:
         raise ValueError("environments: need at least one")
     envs = [_environment(e) for e in environments]
@@ -232,7 +236,6 @@ def run_environments(
     errors: list[str] = list(csv_errors)
     env_errors = np.zeros(e, dtype=np.int64)
     model_errors = [np.zeros(e, dtype=np.int64) for _ in classifiers]
-    workers = threads or os.cpu_count() or 1
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, n, chunk):
             part: list[LabeledImage] = labelled[start : start + chunk]

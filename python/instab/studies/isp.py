@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 from instab import environments, isp
 from instab import models as _models
 from instab._shared.decode import decode
+from instab._shared.validation import check_threads
 from instab.environments.isp_kinds import IspEnvironment, develop_libraw
 from instab.inference.classifier import Classifier
 from instab.io.labels import read_labels_csv
@@ -390,8 +391,10 @@ def isp_experiment(
     """:func:`isp_table` and :func:`raw_mitigation` on a labelled folder with one model (name, path or Model).
 
     Label rows without a usable file and images that cannot be decoded are left
-    out and listed in ``input_errors``, with the ISPs' failures.
+    out and listed in ``input_errors``, with the ISPs' failures. A bad ``threads`` raises
+    (see :func:`~instab._shared.validation.check_threads`) before any image is read.
     """
+    check_threads(threads)
     items, errors = read_labels_csv(labels_csv, images_dir, limit)
     pixels, label_sets = [], []
     for it in items:
@@ -422,11 +425,12 @@ def psnr_experiment(
         raise ValueError("isp-psnr: give images (--images/--labels) and/or a raw frame folder (--raw)")
     errors: list[str] = []
     round_trip = {}
-    for i, b in enumerate(blurs if images else ()):
+    paths = list(images) if images else []
+    for i, b in enumerate(blurs if paths else ()):
         # the same files at every blur: their read errors are kept once
-        round_trip[str(float(b))] = round_trip_psnr(list(images), None, b, errors=errors if i == 0 else [])
+        round_trip[str(float(b))] = round_trip_psnr(paths, None, b, errors=errors if i == 0 else [])
     rows = raw_frame_psnr(raw_dir) if raw_dir is not None else []
-    return PsnrStudy(len(images) - len(errors) if images else 0, round_trip, rows, errors)
+    return PsnrStudy(len(paths) - len(errors) if paths else 0, round_trip, rows, errors)
 
 
 __all__ = [

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from instab import models as _models
+from instab._shared.validation import check_threads
 from instab.inference.classifier import Classifier
 from instab.io.labels import read_labels_csv
 from instab.metrics.instability import InstabilityResult, instability
@@ -37,6 +38,9 @@ class RuntimeConfig:
     threads: int | None = None
     optimization: str = "all"
     decode: str = "full"
+
+    def __post_init__(self) -> None:
+        check_threads(self.threads)  # a bad value fails here, not after the configurations before it have run
 
 
 @dataclass(frozen=True)

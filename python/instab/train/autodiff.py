@@ -71,7 +71,7 @@ def backward(
             )
         dys = [_sum(builder, grads[o]) if o in grads else None for o in n.output]
         dxs = fn(ctx, n, dys, want)
-        for name, w, dx in zip(n.input, want, dxs):
+        for name, w, dx in zip(n.input, want, dxs, strict=True):
             if w and dx is not None:
                 grads.setdefault(name, []).append(dx)
     out = {}

@@ -59,7 +59,8 @@ class InputFormat:
         if self.dtype == "uint8":
             x = images
         else:
-            x = images.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+            scale = np.asarray(self.scale, dtype=np.float32)
+            x = images.astype(np.float32) * scale + np.asarray(self.offset, dtype=np.float32)
         if self.layout == "nchw":
             x = x.transpose(0, 3, 1, 2)
         return np.ascontiguousarray(x)
@@ -131,7 +132,9 @@ def make_perturbation(text: str) -> Perturb:
             raise ValueError(f"noise {text!r}: image {first_index + bad[0][0]}: {bad[0][1]}")
         result = np.asarray(out.images)
         if result.shape != images.shape or result.dtype != np.uint8:
-            raise ValueError(f"noise {text!r}: expected uint8 images shaped {images.shape}, got {result.dtype} {result.shape}")
+            raise ValueError(
+                f"noise {text!r}: expected uint8 images shaped {images.shape}, got {result.dtype} {result.shape}"
+            )
         return result
 
     return apply

@@ -299,9 +299,11 @@ def _static_shapes(prep: _Prepared) -> tuple[dict[str, list[int | None]], int]:
             i.type.tensor_type.shape.dim[0].dim_param = "N"
     known = shapes(onnx.shape_inference.infer_shapes(sym))
     logits = prep.logits
-    if logits not in known or len(known[logits]) != 2 or known[logits][1] is None:
+    shape = known.get(logits)
+    classes = shape[1] if shape is not None and len(shape) == 2 else None
+    if classes is None:
         raise ValueError(f"logits {logits!r}: expected a [N, classes] tensor with a static class count")
-    return known, int(known[logits][1])
+    return known, int(classes)
 
 
 def _forward(
@@ -343,8 +345,10 @@ def _optimizer_update(
     slots: dict[str, list[str]] = {}
     for p in params:
         slots[p] = [state_name(p, s) for s in optimizer.slots()]
+        dims = [d for d in known[p] if d is not None]
+        assert len(dims) == len(known[p]), f"parameter {p!r}: initializer shapes are static"
         for s in slots[p]:
-            state[s] = np.zeros(known[p], np.float32)
+            state[s] = np.zeros(dims, np.float32)
     new_values = optimizer.update(b, grads, slots, LR, STEP if optimizer.uses_step() else None)
     for name, src in new_values.items():
         b.nodes.append(helper.make_node("Identity", [src], [updated_name(name)], name=f"train/out/{name}"))

@@ -32,6 +32,7 @@ from instab._shared.onnx_graph import (
 )
 from instab._shared.validation import check_threads
 from instab.train.layers import parameter_layers, select_trainable
+from instab.train.loop import Trainer
 
 
 @dataclass
@@ -41,7 +42,7 @@ class SplitModel:
     backbone: onnx.ModelProto
     head: onnx.ModelProto
     cut: str
-    cut_shape: list[int | None]
+    cut_shape: list[int | str | None]  # batch dimension symbolic ("N")
     original: onnx.ModelProto
 
 
@@ -101,10 +102,10 @@ def split_model(model, trainable: str | int = "last:2") -> SplitModel:
     image = graph_inputs(sym.graph)[0]
     if image.type.tensor_type.shape.dim:
         image.type.tensor_type.shape.dim[0].dim_param = "N"
-    cut_shape = shapes(onnx.shape_inference.infer_shapes(sym)).get(cut)
-    if not cut_shape:
+    inferred = shapes(onnx.shape_inference.infer_shapes(sym)).get(cut)
+    if not inferred:
         raise ValueError(f"cut tensor {cut!r}: its shape could not be inferred")
-    cut_shape = ["N", *cut_shape[1:]]
+    cut_shape: list[int | str | None] = ["N", *inferred[1:]]
     cut_vi = helper.make_tensor_value_info(cut, TensorProto.FLOAT, cut_shape)
     inputs = graph_inputs(graph)
     backbone = _submodel(proto, back, [copy.deepcopy(i) for i in inputs], [cut_vi], "backbone")
@@ -163,7 +164,7 @@ class FeatureRunner:
 
 
 def train_head(
-    trainer,
+    trainer: Trainer,
     features: np.ndarray | Sequence[np.ndarray],
     labels: np.ndarray,
     noisy: Sequence[np.ndarray] | None,
@@ -181,14 +182,15 @@ def train_head(
     Returns one record (loss, ce, stability) per step.
     """
     labels = np.asarray(labels, dtype=np.float32 if trainer.graph.soft_targets else np.int64)
-    draws_x = list(features) if isinstance(features, (list, tuple)) else [features]
+    draws_x = [features] if isinstance(features, np.ndarray) else list(features)
     n = len(draws_x[0])
     if len(labels) != n:
         raise ValueError(f"labels: {len(labels)} labels for {n} feature rows")
     needs = trainer.graph.loss != "ce"
-    if needs and not noisy:
+    noisy_draws: Sequence[np.ndarray] = noisy or []
+    if needs and not noisy_draws:
         raise ValueError(f"noisy: loss {trainer.graph.loss!r} needs the features of x'")
-    for d in [*(noisy or []), *draws_x]:
+    for d in [*noisy_draws, *draws_x]:
         if d.shape != draws_x[0].shape:
             raise ValueError(f"features/noisy: a draw shaped {d.shape}, another {draws_x[0].shape}")
     if epochs < 1 or batch_size < 1:
@@ -196,7 +198,7 @@ def train_head(
     history = []
     for epoch in range(epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n)
-        draw = noisy[epoch % len(noisy)] if needs else None
+        draw = noisy_draws[epoch % len(noisy_draws)] if needs else None
         x = draws_x[epoch % len(draws_x)]
         for b in range(0, n, batch_size):
             idx = np.sort(order[b : b + batch_size])

@@ -34,8 +34,13 @@ def parameter_layers(model: onnx.ModelProto) -> list[list[str]]:
                 layer_of[n.output[0]] = len(layers) - 1
         elif n.op_type in _BIAS_OPS and len(n.input) == 2:
             a, c = n.input
-            prev, p = (a, c) if a in layer_of else (c, a) if c in layer_of else (None, None)
-            if prev is not None and p in floats and sizes[p] > 1 and p not in seen:
+            if a in layer_of:
+                prev, p = a, c
+            elif c in layer_of:
+                prev, p = c, a
+            else:
+                continue
+            if p in floats and sizes[p] > 1 and p not in seen:
                 layers[layer_of[prev]].append(p)
                 seen.add(p)
                 layer_of[n.output[0]] = layer_of[prev]

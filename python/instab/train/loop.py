@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import onnx
@@ -221,41 +222,18 @@ class Trainer:
         index, so a run resumed from a checkpoint repeats the uninterrupted one.
         Returns one record per step (also appended to ``log`` as CSV).
         """
-        if images.ndim != 4 or images.dtype != np.uint8:
-            raise ValueError(f"images: expected a uint8 [N, H, W, C] array, got {images.dtype} {images.shape}")
-        labels = np.asarray(labels, np.int64)
-        if len(labels) != len(images):
-            raise ValueError(f"labels: {len(labels)} labels for {len(images)} images")
-        if epochs < 1 or batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-        if self.graph.loss != "ce" and perturb is None:
-            raise ValueError(f"perturb: loss {self.graph.loss!r} needs a perturbation for x'")
+        labels = _check_fit_args(images, labels, epochs, batch_size, self.graph.loss, perturb)
         n = len(images)
         nb = -(-n // batch_size)
         history: list[dict] = []
-        logf = None
-        if log is not None:
-            log = Path(log)
-            new = not log.exists() or log.stat().st_size == 0
-            logf = log.open("a")
-            if new:
-                logf.write("epoch,step,images,loss,ce,stability,lr,seconds\n")
+        logf = _open_log(log)
         try:
             while self.epoch < epochs:
                 order = np.random.default_rng([seed, self.epoch]).permutation(n)
                 while self.batch < nb:
                     idx = order[self.batch * batch_size : (self.batch + 1) * batch_size]
-                    t0 = time.perf_counter()
-                    clean = images[idx]
-                    x = to_input(clean)
-                    xn = None
-                    if self.graph.loss != "ce":
-                        first = self.epoch * n + self.batch * batch_size
-                        xn = to_input(perturb(clean, seed, first))
-                    r = self.step(x, xn, labels[idx], lr)
-                    self.batch += 1
-                    rec = {"epoch": self.epoch, "step": self.step_count, "images": len(idx), "loss": r.loss,
-                           "ce": r.ce, "stability": r.stability, "lr": lr, "seconds": time.perf_counter() - t0}
+                    first = self.epoch * n + self.batch * batch_size  # keys this batch's perturbations
+                    rec, r = self._fit_batch(images, labels, idx, to_input, perturb, lr, seed, first)
                     history.append(rec)
                     if not np.isfinite(r.loss):
                         raise FloatingPointError(f"training diverged at step {self.step_count}: loss {r.loss}")
@@ -276,6 +254,66 @@ class Trainer:
             if progress:
                 sys.stderr.write("\n")
         return history
+
+    def _fit_batch(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        idx: np.ndarray,
+        to_input: Callable[[np.ndarray], np.ndarray],
+        perturb: Callable[[np.ndarray, int, int], np.ndarray] | None,
+        lr: float,
+        seed: int,
+        first: int,
+    ) -> tuple[dict, StepResult]:
+        """One step of :meth:`fit` on ``images[idx]``; ``first`` keys the batch's perturbations.
+
+        Advances ``self.batch``; returns the step's log record and losses.
+        """
+        t0 = time.perf_counter()
+        clean = images[idx]
+        x = to_input(clean)
+        xn = None
+        if self.graph.loss != "ce" and perturb is not None:  # fit checked that perturb is set then
+            xn = to_input(perturb(clean, seed, first))
+        r = self.step(x, xn, labels[idx], lr)
+        self.batch += 1
+        rec = {"epoch": self.epoch, "step": self.step_count, "images": len(idx), "loss": r.loss,
+               "ce": r.ce, "stability": r.stability, "lr": lr, "seconds": time.perf_counter() - t0}
+        return rec, r
+
+
+def _check_fit_args(
+    images: np.ndarray,
+    labels: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    loss: str,
+    perturb: Callable[[np.ndarray, int, int], np.ndarray] | None,
+) -> np.ndarray:
+    """Validate :meth:`Trainer.fit`'s arguments; return the labels as int64."""
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"images: expected a uint8 [N, H, W, C] array, got {images.dtype} {images.shape}")
+    labels = np.asarray(labels, np.int64)
+    if len(labels) != len(images):
+        raise ValueError(f"labels: {len(labels)} labels for {len(images)} images")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if loss != "ce" and perturb is None:
+        raise ValueError(f"perturb: loss {loss!r} needs a perturbation for x'")
+    return labels
+
+
+def _open_log(log: str | Path | None) -> TextIO | None:
+    """Open the CSV training log for appending (None without one); a new or empty file gets the header."""
+    if log is None:
+        return None
+    log = Path(log)
+    new = not log.exists() or log.stat().st_size == 0
+    logf = log.open("a")
+    if new:
+        logf.write("epoch,step,images,loss,ce,stability,lr,seconds\n")
+    return logf
 
 
 def _progress(epoch: int, epochs: int, batch: int, nb: int, r: StepResult) -> None:

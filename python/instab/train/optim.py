@@ -55,14 +55,17 @@ class Optimizer:
         for p, g in grads.items():
             new_p, new_s = self._emit(b, p, g, slots[p], lr, scalars)
             out[p] = new_p
-            out.update(zip(slots[p], new_s))
+            out.update(zip(slots[p], new_s, strict=True))
         return out
 
     def _emit(
         self, b: NodeBuilder, param: str, grad: str, state: list[str], lr: str, scalars: tuple[str, str] | None
     ) -> tuple[str, list[str]]:
         """Append the update of one parameter; return (new parameter, new state tensors)."""
-        f = lambda v: b.const(np.float32(v))
+
+        def f(v: float) -> str:
+            return b.const(np.float32(v))
+
         g = grad
         if self.weight_decay and self.kind != "adamw":
             g = b.op("Add", [g, b.op("Mul", [param, f(self.weight_decay)])])
@@ -87,7 +90,10 @@ class Optimizer:
         """lr / (1 - beta1^t) and sqrt(1 - beta2^t): Adam's bias corrections, shared by all parameters."""
         if step is None:
             raise ValueError(f"optimizer {self.kind}: needs the step counter input")
-        f = lambda v: b.const(np.float32(v))
+
+        def f(v: float) -> str:
+            return b.const(np.float32(v))
+
         bc1 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta1), step])])
         bc2 = b.op("Sub", [f(1.0), b.op("Pow", [f(self.beta2), step])])
         return b.op("Div", [lr, bc1]), b.op("Sqrt", [bc2])

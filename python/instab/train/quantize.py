@@ -54,9 +54,11 @@ def quantize_int8(
         raise ValueError(f"method: expected one of {sorted(methods)}, got {method!r}")
     calibration = np.asarray(calibration)
     size = model.spec.size
-    if calibration.dtype != np.uint8 or calibration.ndim != 4 or calibration.shape[1:] != (size, size, 3) or not len(calibration):
+    shape_ok = calibration.ndim == 4 and calibration.shape[1:] == (size, size, 3) and len(calibration) > 0
+    if calibration.dtype != np.uint8 or not shape_ok:
         raise ValueError(
-            f"calibration: expected uint8 [N, {size}, {size}, 3] images (N >= 1), got {calibration.dtype} {calibration.shape}"
+            f"calibration: expected uint8 [N, {size}, {size}, 3] images (N >= 1), "
+            f"got {calibration.dtype} {calibration.shape}"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")

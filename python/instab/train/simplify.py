@@ -33,7 +33,8 @@ def _interval(
             xs = (shapes or {}).get(node.input[0])
             if xs is None or len(xs) < v.ndim:
                 return None
-            if any(d != 1 and d != xd for d, xd in zip(v.shape[::-1], xs[::-1])):
+            # Broadcasting aligns trailing dims; x may have more dims than v (not strict).
+            if any(d != 1 and d != xd for d, xd in zip(v.shape[::-1], xs[::-1], strict=False)):
                 return None
         return float(v.reshape(-1)[0])
 

@@ -12,6 +12,7 @@ from instab import models as _models
 from instab._shared import provenance
 from instab._shared.progress import Progress
 from instab._shared.provenance import utc_now
+from instab._shared.validation import check_threads
 from instab.inference.classifier import Classifier
 from instab.io.manifest import Manifest, ManifestRow, read_manifest
 from instab.io.store import Key, ResultRow, ResultStore, StoredItem, StoreWriteError, model_hash
@@ -119,7 +120,10 @@ def score_manifest(
         On Ctrl-C, saying how many results are stored.
     StoreWriteError
         When the store cannot be written (e.g. the disk is full); what was stored is kept.
+    TypeError, ValueError
+        For a bad ``threads`` (see :func:`~instab._shared.validation.check_threads`), before the store is opened.
     """
+    check_threads(threads)  # fail fast: before the model is loaded or the store is created
     started = utc_now()
     m = model if isinstance(model, _models.Model) else _models.load(model)
     manifest = read_manifest(manifest_path, class_names=class_names, n_classes=m.spec.num_classes)
@@ -145,7 +149,8 @@ def _run(store: ResultStore, m: _models.Model, manifest: Manifest, summary: Scor
     run = provenance.record(started, models={m.name: summary.model_hash}, k=k,
                             manifest=str(Path(manifest_path).resolve()))
     run["finished"] = None  # set when the run ends: a run that was stopped keeps None
-    runs = [*store.meta().get("runs", []), run]  # type: ignore[misc]
+    stored = store.meta().get("runs", [])  # a JSON list of provenance records
+    runs = [*(stored if isinstance(stored, list) else []), run]
     store.set_meta("runs", runs)
     store.set_meta("manifest", run["manifest"])
     store.set_meta("manifest_errors", manifest.errors)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from instab._shared.decode import decode
+from instab._shared.validation import check_threads
 from instab.environments.registry import Environment, parse
 from instab.io.labels import LabeledImage
 from instab.io.manifest import ManifestRow, write_manifest
@@ -55,8 +56,10 @@ def simulate(
     Repeats re-apply an environment with shot index r (fresh sensor noise for a
     ``device:`` environment, e.g. ``device:phone-mid,shot=r``; for other
     environments the seed changes with r). Randomness is keyed by the image's
-    position in ``images``, so chunking does not change the result.
+    position in ``images``, so chunking does not change the result. A bad ``threads``
+    raises (see :func:`~instab._shared.validation.check_threads`) before anything is written.
     """
+    check_threads(threads)
     if repeats < 1:
         raise ValueError(f"repeats: must be >= 1, got {repeats}")
     envs = [parse(e) if isinstance(e, str) else e for e in environments]

@@ -64,6 +64,9 @@ class MitigationConfig:
     top_k: int = _knob(3, "k of the top-k rows")
     threads: int | None = _knob(None, "ONNX Runtime and environment threads (default all cores)")
 
+    def __post_init__(self) -> None:
+        check_threads(self.threads)  # like every function taking threads (check() checks it again: fields can change)
+
     def check(self) -> None:
         """Raise ValueError (TypeError for a bad ``threads``) for any knob out of range."""
         if self.epochs < 1 or self.batch_size < 1 or self.draws < 1:

@@ -10,6 +10,7 @@ import numpy as np
 
 from instab import isp
 from instab._shared.progress import Progress
+from instab._shared.validation import check_threads
 from instab.environments import devices as device_profiles
 from instab.environments.registry import parse
 
@@ -32,6 +33,7 @@ class Views:
 
 def capture(env_texts: Sequence[str], images: np.ndarray, seed: int, threads: int | None, log: Progress) -> Views:
     """``images`` (uint8 NHWC) through each environment text; a failed image is marked in ``ok`` and logged."""
+    check_threads(threads)
     out, oks = [], []
     for text in env_texts:
         t0 = time.perf_counter()
@@ -49,6 +51,7 @@ def capture(env_texts: Sequence[str], images: np.ndarray, seed: int, threads: in
 def capture_raw(device_names: Sequence[str], images: np.ndarray, seed: int, threads: int | None,
                 log: Progress) -> Views:
     """Each device's raw mosaics developed by instab's one consistent pipeline (malvar demosaic), named ``raw:NAME``."""
+    check_threads(threads)
     out, oks = [], []
     for name in device_names:
         t0 = time.perf_counter()

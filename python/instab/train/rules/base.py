@@ -64,11 +64,12 @@ class GradContext:
         s = self.shape(name, node)
         out = []
         for d in dims:
-            if s[d] is None:
+            dim = s[d]
+            if dim is None:
                 raise UnsupportedOperatorError(
                     f"{node.op_type} node {node.name!r}: dimension {d} of {name!r} must be static for its gradient"
                 )
-            out.append(int(s[d]))
+            out.append(int(dim))
         return out
 
     def constant(self, name: str, node: onnx.NodeProto, what: str) -> np.ndarray:
@@ -90,8 +91,9 @@ class GradContext:
             return grad
         g = self.b.reduce_sum(grad, axes, keepdims=True)
         if lead:
-            if all(d is not None for d in ts):
-                g = self.b.op("Reshape", [g, self.b.ints(ts)])
+            static = [d for d in ts if d is not None]
+            if len(static) == len(ts):
+                g = self.b.op("Reshape", [g, self.b.ints(static)])
             else:
                 g = self.b.op("Reshape", [g, self.b.op("Shape", [target])])
         return g
