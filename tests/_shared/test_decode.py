@@ -92,3 +92,12 @@ def test_heif_decodes_in_a_fresh_process_whatever_was_imported_first(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["(24,", "40,", "3)", "uint8"]
     np.testing.assert_array_equal(decode(path), _pillow(path.read_bytes()))
+
+
+def test_a_decompression_bomb_is_an_oserror(monkeypatch):
+    """A header that declares far more pixels than Pillow's limit is refused as a bad file, not a crash."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buf, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 = 4096 > 2 x 1000: a "bomb"
+    with pytest.raises(OSError, match="too large to decode safely"):
+        decode(buf.getvalue())

@@ -69,7 +69,8 @@ def decode(item: Any, *, draft_size: int | None = None, channels: int = 3) -> np
     ------
     OSError
         The file is missing, not an image (``PIL.UnidentifiedImageError``),
-        truncated or corrupt.
+        truncated or corrupt, or declares more pixels than Pillow's
+        decompression-bomb limit (``Image.MAX_IMAGE_PIXELS`` x 2).
     ValueError, TypeError
         A bad ``channels``, in-memory array or kind of ``item``.
     """
@@ -98,6 +99,8 @@ def decode(item: Any, *, draft_size: int | None = None, channels: int = 3) -> np
             out = np.asarray(img)  # decodes; images already in the mode skip convert's extra copy
     except SyntaxError as exc:  # Pillow's PNG reader reports a broken chunk found while decoding this way
         raise OSError(f"broken image file: {exc}") from exc
+    except Image.DecompressionBombError as exc:  # a hostile or absurd header: refuse before allocating
+        raise OSError(f"image too large to decode safely: {exc}") from exc
     return out[:, :, None] if channels == 1 else out
 
 
