@@ -422,6 +422,13 @@ def test_virtual_devices_and_the_raw_pipeline_rows(split_csvs, samples_dir):
     assert {"baseline", "stability", "raw pipeline", "raw pipeline + stability"} <= set(by)
     assert len(by["raw pipeline"]["accuracy_per_device"]) == 3
     assert res.meta["train_device"] == "device:phone-mid" and res.meta["second_device"] == "device:phone-budget"
+    # Provenance: the start model keyed by its content hash, as the results store keys it.
+    from instab.io.store import model_hash
+    from instab.studies.mitigation import DEFAULT_MODEL, as_float_model
+
+    start = as_float_model(DEFAULT_MODEL)
+    assert res.meta["provenance"]["models"] == {start.name: model_hash(start)}
+    assert res.meta["provenance"]["seeds"] == {"seed": 0}
     # A device with repeat shots is not a plain profile: no raw rows, and no error.
     res2 = run_mitigation(samples_dir, tr, samples_dir, ev, devices=devices[:2] + ["device:phone-mid,shot=1"],
                           config=cfg, limit=12, eval_limit=8, log=None)

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from instab._shared.progress import Progress
+from instab._shared.provenance import record, utc_now
 from instab.environments import devices as device_profiles
+from instab.io.store import model_hash
 from instab.studies.mitigation.config import DEFAULT_MODEL, MitigationConfig
 from instab.studies.mitigation.context import StudyContext
 from instab.studies.mitigation.data import load_image_sets
@@ -120,7 +122,7 @@ def run_mitigation(
     config = config or MitigationConfig()
     config.check()
     log = log or _quiet
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), utc_now()
     devices, train_device, second_device = resolve_devices(devices, train_device, second_device)
     start = as_float_model(model)
     train, evals = load_image_sets(images, labels, eval_images, eval_labels, start.spec, limit, eval_limit)
@@ -140,6 +142,8 @@ def run_mitigation(
 
     meta = study_meta(ctx, model, devices, train_device, second_device, train.errors, saved,
                       time.perf_counter() - t_start)
+    # What was run, on what: the start model's content hash (as the results store keys models).
+    meta["provenance"] = record(started, models={start.name: model_hash(start)}, seeds={"seed": seed})
     result = MitigationResult(ctx.table.rows, meta, ctx.search)
     if out is not None:
         write_outputs(result, out)
