@@ -13,8 +13,9 @@ from instab.inference.preprocessing import resize_plan
 from tests.reference import pillow_resize_ref, pillow_vertical_first, preprocess_plan_ref, preprocess_ref
 
 # Pillow 13 chose the order of its two resampling passes by shape; older Pillow always
-# ran the horizontal pass first. instab follows Pillow 13.
-PILLOW_ORDER_RULE = int(Image.__version__.split(".")[0]) >= 13
+# ran the horizontal pass first. instab follows Pillow 13, which pyproject.toml requires:
+# every comparison with Pillow below is exact, none is weakened for an older version.
+PILLOW_ORDER_RULE = True
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -81,9 +82,8 @@ def test_pass_order_rule_matters_and_is_followed():
     assert pillow_vertical_first(900, 280, rh, rw)
     got = instab.preprocess([tall, a], 224, dtype="uint8")
     np.testing.assert_array_equal(got, preprocess_ref([tall, a], 224, dtype="uint8"))
-    if PILLOW_ORDER_RULE:
-        pil = Image.fromarray(tall).resize((rw, rh), Image.BILINEAR).crop((left, top, left + 224, top + 224))
-        np.testing.assert_array_equal(got[0], np.asarray(pil))
+    pil = Image.fromarray(tall).resize((rw, rh), Image.BILINEAR).crop((left, top, left + 224, top + 224))
+    np.testing.assert_array_equal(got[0], np.asarray(pil))
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 3), (3, 1), (5, 7), (7, 5), (1, 500), (400, 2)])
@@ -272,3 +272,8 @@ def test_resize_beyond_32_bits_is_refused():
     strip = np.zeros((1, 100_000, 3), np.uint8)
     with pytest.raises(ValueError, match="beyond 2"):
         instab.preprocess([strip], 224, crop=224 / 30_000)
+
+
+def test_installed_pillow_is_the_one_preprocessing_reproduces():
+    # The exact comparisons above assume Pillow 13's pass order; pyproject.toml pins it.
+    assert int(Image.__version__.split(".")[0]) >= 13
