@@ -54,10 +54,11 @@ def test_score_report_and_bad_rows(samples_dir, models_dir, tmp_path, capsys):
     manifest = _manifest(samples_dir, tmp_path, 6, extra_rows=extra)
     db = tmp_path / "r.db"
     rc = main(["score", str(manifest), "--model", str(models_dir / MODEL), "--out", str(db), "--quiet"])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert rc == 1  # finished, some inputs failed
-    assert "2 rejected" in out and "not found" in out and "out of range" in out
-    assert "1 failed" in out and "broken" in out
+    # the counts on stdout, the rejected rows and failed items on stderr
+    assert "2 rejected" in out and "not found" in err and "out of range" in err
+    assert "1 failed" in out and "broken" in err
     rows = _rows(db)
     assert len(rows) == 13  # 6 images x 2 envs + the broken file, recorded with its error
     assert [r for r in rows if r[0] == "broken"][0][4] is not None

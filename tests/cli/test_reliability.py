@@ -161,9 +161,9 @@ def test_manifest_problems(folder, capsys):
         fh.write(f"{'x' * 200_000},e0,a.png,0,0\n".encode())
         fh.write(b"b,latin\xe9,b.png,0,0\n")
     assert _score(folder) == 1
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "12 valid rows" in out and "3 rejected" in out and "m.csv:14: repeat: 99999999999999999999999 is out " \
-           "of range" in out and "m.csv:15: field larger than field limit" in out and "m.csv:16: not valid UTF-8" in out
+           "of range" in err and "m.csv:15: field larger than field limit" in err and "m.csv:16: not valid UTF-8" in err
     assert "12 scored now" in out
 
 

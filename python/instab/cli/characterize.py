@@ -9,8 +9,9 @@ from typing import Any
 
 from instab import models
 from instab._shared import provenance
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_out_folder, print_problems
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_out_folder, print_json, print_problems
 from instab.cli.mitigation import add_mitigation_arguments, run_mitigation_cli
+from instab.cli.progress import progress_for
 from instab.environments import devices
 from instab.io.store import model_hash
 from instab.studies.characterize import EXPERIMENT_NAMES, experiment_models, input_errors, run_experiment
@@ -19,20 +20,27 @@ from instab.studies.result import StudyResult, to_plain
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``characterize`` command (with the mitigation study's options) to the ``instab`` sub-parsers."""
-    p = subparsers.add_parser("characterize", help="run one of the source study's experiments on labelled images")
-    p.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES)
-    p.add_argument("--images", help="folder of images")
-    p.add_argument("--labels", help="labels CSV with columns file, class_index")
-    p.add_argument("--model", action="append",
-                   help="model name or ONNX path (repeatable; default efficientnet-lite0; runtime: the int8 "
-                        "model, then another build of it)")
-    p.add_argument("--profiles", help="TOML file of extra device profiles")
-    p.add_argument("--raw", help="isp-psnr: the raw frame folder (meta.json and headerless mosaics)")
-    p.add_argument("--limit", type=int, help="use only the first N images of the labels CSV")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", help="folder for the .txt/.json tables")
-    add_mitigation_arguments(p)  # --eval-images, --eval-labels, ... (the options above are shared)
+    p = subparsers.add_parser(
+        "characterize", help="run one of the source study's experiments on labelled images",
+        description="Run one of the source study's experiments; the options of each experiment are grouped below.")
+    p.add_argument("--experiment", required=True, choices=EXPERIMENT_NAMES, help="the experiment to run")
+    common = p.add_argument_group("every experiment")
+    common.add_argument("--images", help="folder of images (mitigation: the training images)")
+    common.add_argument("--labels", help="labels CSV with columns file, class_index")
+    common.add_argument("--model", action="append",
+                        help="model name or ONNX path (repeatable; default efficientnet-lite0; runtime: the int8 "
+                             "model, then another build of it; mitigation: the one start model)")
+    common.add_argument("--limit", type=int, help="use only the first N images of the labels CSV")
+    common.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
+    common.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    common.add_argument("--out", help="folder for the .txt/.json tables (mitigation: required)")
+    common.add_argument("--quiet", action="store_true", help="no progress")
+    common.add_argument("--json", action="store_true", help="print the result as one JSON object instead of tables")
+    devs = p.add_argument_group("devices, top-k and mitigation")
+    devs.add_argument("--profiles", help="TOML file of extra device profiles ([device.NAME] tables)")
+    psnr = p.add_argument_group("isp-psnr")
+    psnr.add_argument("--raw", help="the raw frame folder (meta.json and headerless mosaics)")
+    add_mitigation_arguments(p)  # its own group: --eval-images, --eval-labels, ... (the options above are shared)
     p.set_defaults(func=run)
     return p
 
@@ -73,9 +81,14 @@ def run(args: argparse.Namespace) -> int:
     if not has_images and not (args.experiment == "isp-psnr" and args.raw):
         alternative = " (or --raw)" if args.experiment == "isp-psnr" else ""
         raise UsageError(f"--images and --labels are required{alternative}")
-    result = run_experiment(args.experiment, args.images if has_images else None, args.labels if has_images else None,
-                            args.model, raw=args.raw, limit=args.limit, seed=args.seed, threads=args.threads)
-    print(result.to_text())
+    with progress_for(args.quiet) as progress:
+        result = run_experiment(args.experiment, args.images if has_images else None,
+                                args.labels if has_images else None, args.model, raw=args.raw, limit=args.limit,
+                                seed=args.seed, threads=args.threads, progress=progress)
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(result.to_text())
     problems = input_errors(result)
     print_problems(args.experiment, problems)
     if args.out is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from instab.io.labels import LabeledImage, read_labels_csv
+from instab.studies.result import to_plain
 
 #: 0 success; 1 the command ran but some inputs failed (recorded and summarized);
 #: 2 bad usage or unusable input (a clear message, never a traceback); 130 Ctrl-C (128 + SIGINT).
@@ -49,6 +52,25 @@ def check_out_folder(path: str, option: str = "--out") -> Path:
     return folder
 
 
+def check_empty_out(path: str, overwrite: bool, option: str = "--out") -> None:
+    """Refuse a non-empty output folder unless ``overwrite`` (a usage error naming ``--overwrite``)."""
+    folder = Path(path)
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise UsageError(f"{option}: {folder} is not empty; give --overwrite to write into it")
+
+
+def split_summary(text: str) -> tuple[list[str], list[str]]:
+    """A printed summary's headline lines and its indented detail lines (rejected or failed rows)."""
+    lines = text.splitlines()
+    head = [line.rstrip(":") for line in lines if not line.startswith(" ")]
+    return head, [line.strip() for line in lines if line.startswith(" ")]
+
+
+def print_json(data: dict[str, Any]) -> None:
+    """``--json``: ``data`` as one JSON object on stdout (NaN and inf as null, numpy values as numbers)."""
+    print(json.dumps(to_plain(data), indent=1, default=str, allow_nan=False))
+
+
 def print_problems(what: str, messages: list[str], shown: int = 10) -> None:
     """``what: N problem(s)`` and the first ``shown`` messages, on stderr (nothing when there are none)."""
     if not messages:
@@ -65,8 +87,11 @@ __all__ = [
     "EXIT_PARTIAL",
     "EXIT_USAGE",
     "UsageError",
+    "check_empty_out",
     "check_out_folder",
     "labelled_images",
+    "print_json",
     "print_problems",
     "read_class_names",
+    "split_summary",
 ]

@@ -9,15 +9,17 @@ much, and resumes when run again).
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 
-from instab.cli import characterize, demo, models, report, score, simulate, train
+import instab
+from instab.cli import characterize, demo, devices, envs, export, models, report, score, simulate, train
 from instab.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError
 
 #: The command modules, in the order ``instab --help`` lists them; each has ``add_parser`` and ``run``.
-COMMANDS = (demo, simulate, characterize, score, report, train, models)
+COMMANDS = (demo, simulate, characterize, score, report, export, train, models, envs, devices)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok; 1 finished but some inputs failed (see the summary); 2 bad usage or input; "
                "130 interrupted (Ctrl-C).",
     )
+    parser.add_argument("--version", action="version", version=f"instab {instab.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
@@ -41,12 +44,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # e.g. `instab envs list | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_OK
     except KeyboardInterrupt as exc:  # Ctrl-C, in any command: what was stored is kept
         detail = str(exc) or "nothing to resume: run it again to start over"
         print(f"instab {args.command}: interrupted: {detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UsageError, ValueError, TypeError, OSError, sqlite3.Error) as exc:
-        # one line, even for a message that spans several (e.g. from a library)
+    except (UsageError, ValueError, TypeError, OSError, sqlite3.Error, ImportError) as exc:
+        # one line, even for a message that spans several (e.g. from a library); ImportError: a missing extra
         message = " ".join(line.strip() for line in str(exc).splitlines())
         print(f"instab {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE

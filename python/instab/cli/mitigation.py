@@ -20,8 +20,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from instab._shared.progress import to_stream
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, print_json
+from instab.cli.progress import progress_for
 from instab.studies.mitigation import DEFAULT_MODEL, MitigationConfig, OverlapError, run_mitigation
 
 #: Where ``python -m instab.studies.mitigation`` and the study's messages come from.
@@ -121,12 +121,13 @@ def config_from_args(args: argparse.Namespace) -> MitigationConfig:
 def add_mitigation_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the study's options to ``parser``, skipping any option the parser already has
     (``--images``, ``--labels``, ``--model``, ``--seed``, ``--out``, ``--threads`` may come from
-    ``instab characterize``)."""
+    ``instab characterize``); they are listed in their own argument group."""
     have = set(parser._option_string_actions)  # noqa: SLF001 -- argparse has no public query
+    group = parser.add_argument_group("mitigation experiment (--experiment mitigation)")
 
     def add(flag: str, **kw: Any) -> None:
         if flag not in have:
-            parser.add_argument(flag, **kw)
+            group.add_argument(flag, **kw)
 
     add("--images", help="folder of training images")
     add("--labels", help="labels CSV of the training images (file,class_index)")
@@ -176,17 +177,21 @@ def run_mitigation_cli(args: argparse.Namespace) -> int:
         model = _start_model(args)
         config = config_from_args(args)
         devices = _devices(args.devices)
-        result = run_mitigation(
-            args.images, args.labels, args.eval_images, args.eval_labels, model=model, out=args.out,
-            seed=args.seed, devices=devices, train_device=args.train_device, second_device=args.second_device,
-            config=config, limit=args.limit, eval_limit=args.eval_limit, log=None if args.quiet else to_stream(),
-        )
+        with progress_for(args.quiet) as progress:
+            result = run_mitigation(
+                args.images, args.labels, args.eval_images, args.eval_labels, model=model, out=args.out,
+                seed=args.seed, devices=devices, train_device=args.train_device, second_device=args.second_device,
+                config=config, limit=args.limit, eval_limit=args.eval_limit, log=progress,
+            )
     except (OverlapError, ValueError, FileNotFoundError, TypeError) as exc:
         print(f"mitigation: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(result.to_text())
     table = Path(args.out) / "mitigation.json"
-    print(f"baseline instability {result.meta['baseline_instability']:.2%}; table: {table}")
+    if getattr(args, "json", False):  # instab characterize --json
+        print_json(result.to_dict())
+    else:
+        print(result.to_text())
+        print(f"baseline instability {result.meta['baseline_instability']:.2%}; table: {table}")
     return EXIT_PARTIAL if result.meta["train_errors"] or result.meta["eval_errors"] else EXIT_OK
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 from instab._shared import provenance
 from instab.cli.common import EXIT_OK, UsageError, read_class_names
 from instab.io.store import ResultStore
-from instab.workflow.report import write_report
+from instab.workflow.report import class_names_from_labels, write_report
+from instab.workflow.report_gallery import GALLERY_LIMIT
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,7 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="which model's results: its name, hash or a prefix of the hash (needed when "
                                    "the store holds several)")
-    p.add_argument("--class-names", help="text file of class names (one per line) for the tables")
+    p.add_argument("--labels", metavar="CSV", help="labels CSV with class_index and a name (or class_name) column: "
+                                                   "class names for the gallery and the tables")
+    p.add_argument("--class-names", help="text file of class names (one per line, line N names class N-1)")
+    p.add_argument("--gallery-limit", type=int, default=GALLERY_LIMIT, metavar="N",
+                   help=f"show at most N unstable images in the gallery (default {GALLERY_LIMIT}; all are in "
+                        "per_image.csv)")
     p.set_defaults(func=run)
     return p
 
@@ -33,6 +39,16 @@ def run(args: argparse.Namespace) -> int:
     started = provenance.utc_now()
     if not Path(args.results).exists():
         raise UsageError(f"results: {args.results} does not exist")
+    if args.gallery_limit < 0:
+        raise UsageError(f"--gallery-limit: expected 0 or more images, got {args.gallery_limit}")
+    if args.labels is not None and args.class_names is not None:
+        raise UsageError("--labels, --class-names: give one source of class names, not both")
+    names = read_class_names(args.class_names)
+    if args.labels is not None:
+        try:
+            names = class_names_from_labels(args.labels, what="--labels")
+        except (OSError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
     with ResultStore(args.results, readonly=True) as store:  # a read-only store (or folder) is fine
         scored = store.load(args.model)
         stored = store.meta().get("runs", [])  # a JSON list of provenance records
@@ -41,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     record = provenance.record(started, models={scored.model: scored.model_hash},
                                results=str(Path(args.results).resolve()), scoring_runs=runs)
     report = write_report(scored, args.out, title=f"instab report: {Path(args.results).name}",
-                          class_names=read_class_names(args.class_names), provenance=record)
+                          class_names=names, provenance=record,
+                          gallery_limit=args.gallery_limit)
     print("  ".join(_rate(k, v) for k, v in report.summary["instability"].items()))
     print(f"report: {report.html}")
     return EXIT_OK

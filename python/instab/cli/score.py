@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, read_class_names
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, print_json, print_problems, read_class_names, split_summary
+from instab.cli.progress import progress_for
 from instab.workflow.score import score_manifest
 
 
@@ -16,45 +16,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model", default="efficientnet-lite0", help="model name or ONNX path (default: %(default)s)")
     p.add_argument("--out", required=True, help="results store (SQLite); an existing one is resumed")
     p.add_argument("-k", type=int, default=5, help="classes stored per item (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--batch-size", type=int, default=32, help="images per inference batch (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     p.add_argument("--class-names", help="text file of class names (one per line) for name labels")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument("--quiet", action="store_true", help="no progress")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run)
     return p
 
 
-class _ProgressLine:
-    """Progress as one line on stderr, rewritten in place; :meth:`end` closes it if anything was shown."""
-
-    def __init__(self) -> None:
-        self.shown = False
-
-    def __call__(self, line: str) -> None:
-        sys.stderr.write("\r" + line)
-        sys.stderr.flush()
-        self.shown = True
-
-    def end(self) -> None:
-        if self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``instab score``; returns the exit code (1 when some rows were rejected or failed)."""
-    progress = None if args.quiet else _ProgressLine()
-    try:
+    with progress_for(args.quiet) as progress:
         summary = score_manifest(
             args.manifest, args.model, args.out, k=args.k, batch_size=args.batch_size, threads=args.threads,
             class_names=read_class_names(args.class_names), progress=progress,
         )
-    finally:
-        if progress is not None:
-            progress.end()
-    print(summary.text())
-    print(f"results: {args.out}")
-    return EXIT_PARTIAL if summary.failed or summary.manifest.errors else EXIT_OK
+    manifest = summary.manifest
+    # rejected rows and failed items on stderr, the counts on stdout
+    print_problems("manifest", manifest.errors)
+    print_problems("score", summary.failed)
+    if args.json:
+        print_json({
+            "results": str(args.out), "model": summary.model, "model_hash": summary.model_hash,
+            "valid_rows": len(manifest.rows), "rejected_rows": len(manifest.errors), "scored": summary.scored,
+            "already_done": summary.already_done, "rescored": summary.rescored, "relabelled": summary.relabelled,
+            "failed": len(summary.failed), "seconds": summary.seconds,
+            "images_per_second": summary.images_per_second,
+        })
+    else:
+        head, _details = split_summary(summary.text())  # the details went to stderr above
+        print("\n".join(head))
+        print(f"results: {args.out}")
+    return EXIT_PARTIAL if summary.failed or manifest.errors else EXIT_OK
 
 
 __all__ = ["add_parser", "run"]

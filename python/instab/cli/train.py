@@ -15,6 +15,7 @@ import onnx
 
 from instab import models
 from instab._shared.onnx_graph import initializer_names
+from instab.cli.progress import progress_for
 from instab.train.dataset import InputFormat, load_dataset, make_perturbation
 from instab.train.graph import LOSSES, build_training_graph
 from instab.train.loop import Trainer
@@ -61,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     p.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="auto",
                    help="ONNX Runtime execution provider (default: CUDA where present)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(func=run)
     return p
 
@@ -118,11 +119,17 @@ def run(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     try:
-        hist = trainer.fit(
-            images, labels, fmt.to_input, perturb, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
-            seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, log=log,
-            progress=not args.quiet,
-        )
+        with progress_for(args.quiet) as progress:
+            hist = trainer.fit(
+                images, labels, fmt.to_input, perturb, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+                seed=args.seed, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, log=log,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        saved = (f"the checkpoint {args.checkpoint} is kept: run the same command with --resume to continue"
+                 if args.checkpoint and Path(args.checkpoint).exists() else
+                 "nothing was saved (give --checkpoint to keep progress): run it again to start over")
+        raise KeyboardInterrupt(saved) from None
     except FloatingPointError as exc:
         raise ValueError(f"{exc}; try a smaller --lr (was {lr})") from None
     tuned = trainer.export()

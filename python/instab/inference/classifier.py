@@ -208,7 +208,8 @@ class Classifier:
         if _PROVIDERS[provider] not in available:
             message = (
                 f"provider: {provider!r} needs ONNX Runtime's {_PROVIDERS[provider]}, which this installation "
-                f"does not have (available: {available}); install onnxruntime-gpu for CUDA"
+                f"does not have (available: {available}); for CUDA: pip install 'instab[gpu]' (onnxruntime-gpu, "
+                "which replaces onnxruntime: see the README)"
             )
             if not fallback:
                 raise RuntimeError(message)

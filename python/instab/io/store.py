@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from instab._shared.provenance import sha256_hex, utc_now
+from instab.io.records import ResultRow, ScoredSet
 
 if TYPE_CHECKING:
     from instab.models import Model
@@ -93,34 +94,6 @@ def model_hash(model: Model) -> str:
 
 
 @dataclass(frozen=True)
-class ResultRow:
-    """One scored (or failed) item: ``classes``/``scores`` are None and ``error`` says why when it failed.
-
-    ``model_hash`` identifies the model (:func:`model_hash`); rows written
-    without one (hand-made stores, tests) are identified by ``model``.
-    ``k`` is the number of classes asked for.
-    """
-
-    model: str
-    image_id: str
-    environment: str
-    repeat: int
-    path: str
-    labels: tuple[int, ...]
-    group: int | None
-    classes: Sequence[int] | None
-    scores: Sequence[float] | None
-    error: str | None
-    model_hash: str = ""
-    k: int | None = None
-
-    @property
-    def identity(self) -> str:
-        """The model key this row is stored under."""
-        return self.model_hash or self.model
-
-
-@dataclass(frozen=True)
 class StoredItem:
     """What the store holds for one key, without the predictions (see :meth:`ResultStore.stored`)."""
 
@@ -129,30 +102,6 @@ class StoredItem:
     group: int | None
     k: int | None
     error: str | None
-
-
-@dataclass(frozen=True)
-class ScoredSet:
-    """Stored results as arrays for :func:`instab.instability`.
-
-    Columns are the distinct (environment, repeat) pairs; ``ranked`` is
-    int [n_images, n_columns, k] with -1 where an image was not scored there
-    (missing or failed), ``top_scores`` the matching scores (NaN there).
-    """
-
-    model: str
-    image_ids: list[str]
-    columns: list[tuple[str, int]]
-    ranked: np.ndarray
-    top_scores: np.ndarray
-    labels: list[tuple[int, ...]]
-    groups: np.ndarray | None
-    errors: list[tuple[str, str, int, str]]  # (image_id, environment, repeat, error)
-    model_hash: str = ""
-
-    @property
-    def environments(self) -> list[str]:
-        return list(dict.fromkeys(env for env, _ in self.columns))
 
 
 class ResultStore:
@@ -363,8 +312,11 @@ class ResultStore:
         except sqlite3.OperationalError:
             raise  # not damage: e.g. a locked or vanished file
         except sqlite3.DatabaseError as exc:
-            raise ValueError(f"results store: {self.path} is damaged ({exc}); restore it from a copy, or start "
-                             "a fresh store") from None
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> ValueError:
+        return ValueError(f"results store: {self.path} is damaged ({exc}); restore it from a copy, or start a "
+                          "fresh store")
 
     def stored(self, identity: str) -> dict[Key, StoredItem]:
         """What is stored for model ``identity`` (a hash, see :func:`model_hash`), by key."""
@@ -415,7 +367,7 @@ class ResultStore:
         """All rows of one model as arrays (the only model when there is one; else by hash or name)."""
         identity, name = self.resolve(model)
         rows = self._read(
-            "SELECT image_id, environment, repeat, labels, grp, classes, scores, error FROM results "
+            "SELECT image_id, environment, repeat, labels, grp, classes, scores, error, path, k FROM results "
             "WHERE model_hash = ? ORDER BY rowid",
             (identity,),
         )
@@ -426,24 +378,41 @@ class ResultStore:
         k = max((len(json.loads(r[5])) for r in rows if r[5]), default=1)
         ranked = np.full((len(image_ids), len(columns), k), -1, dtype=np.int64)
         top = np.full((len(image_ids), len(columns), k), np.nan, dtype=np.float32)
+        paths = np.full((len(image_ids), len(columns)), None, dtype=object)
+        ks = np.full((len(image_ids), len(columns)), -1, dtype=np.int64)
         labels: list[tuple[int, ...]] = [()] * len(image_ids)
         groups = np.zeros(len(image_ids), dtype=np.int64)
-        has_group = False
+        grouped = np.zeros(len(image_ids), dtype=bool)
         errors = []
-        for image_id, env, rep, lab, grp, classes, scores, error in rows:
+        for image_id, env, rep, lab, grp, classes, scores, error, path, k_asked in rows:
             i, j = img_index[image_id], col_index[(env, int(rep))]
+            paths[i, j], ks[i, j] = path, -1 if k_asked is None else k_asked
             labels[i] = _labels(lab)
             if grp is not None:
-                groups[i] = grp
-                has_group = True
+                groups[i], grouped[i] = grp, True
             if error is not None or classes is None:
                 errors.append((image_id, env, int(rep), error or "no prediction"))
                 continue
             c = json.loads(classes)
             ranked[i, j, : len(c)] = c
             top[i, j, : len(c)] = json.loads(scores)
-        return ScoredSet(name, image_ids, columns, ranked, top, labels, groups if has_group else None, errors,
-                         identity)
+        return ScoredSet(name, image_ids, columns, ranked, top, labels, groups if grouped.any() else None, errors,
+                         identity, paths, ks, grouped)
+
+    def iter_rows(self, identity: str | None = None, *, chunk_rows: int = 20_000) -> Iterator[list[ResultRow]]:
+        """The stored rows in the order they were written, ``chunk_rows`` at a time (memory stays bounded by
+        a chunk): all models, or the one whose hash is ``identity`` (see :meth:`resolve`)."""
+        where, params = ("", ()) if identity is None else (" WHERE model_hash = ?", (identity,))
+        try:
+            cursor = self.db.execute(f"SELECT {_COLUMNS} FROM results{where} ORDER BY rowid", params)
+            while batch := cursor.fetchmany(chunk_rows):
+                yield [ResultRow(m, i, e, int(r), p, _labels(lab), g, None if c is None else json.loads(c),
+                                 None if s is None else json.loads(s), err, h, k)
+                       for h, m, i, e, r, p, lab, g, k, c, s, err in batch]
+        except sqlite3.OperationalError:
+            raise  # not damage: e.g. a locked or vanished file
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(exc) from None
 
 
 def _labels(text: str) -> tuple[int, ...]:

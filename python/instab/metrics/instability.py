@@ -17,8 +17,20 @@ import numpy as np
 import numpy.typing as npt
 
 from instab._native import core
-from instab._shared.validation import check_threads
+from instab._shared.validation import check_choice, check_seed, check_threads
 from instab.metrics.labels import normalize_label_sets
+from instab.metrics.uncertainty import (
+    McNemarResult,
+    bootstrap_interval,
+    check_level,
+    check_n_boot,
+    mcnemar,
+    wilson_interval,
+)
+
+# Proportions over the counted images that :meth:`InstabilityResult.interval` bounds.
+INTERVAL_WHAT = ("rate", "always_correct", "always_wrong")
+INTERVAL_METHODS = ("wilson", "bootstrap")
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,109 @@ class InstabilityResult:
         stable = mask & ~self.unstable[:, None]
         return ConfidenceSplit(stable=self.confidence[stable], unstable=self.confidence[unstable])
 
+    def interval(
+        self, what: str = "rate", level: float = 0.95, method: str = "wilson", *, n_boot: int = 1000, seed: int = 0
+    ) -> tuple[float, float]:
+        """A confidence interval of a proportion over the counted images.
+
+        Parameters
+        ----------
+        what : {"rate", "always_correct", "always_wrong"}, default "rate"
+            The instability rate, or the share of counted images correct in
+            every environment, or wrong in every one.
+        level : float, default 0.95
+            Confidence level, in (0, 1).
+        method : {"wilson", "bootstrap"}, default "wilson"
+            The Wilson score interval (closed form), or the percentile
+            bootstrap over images with ``n_boot`` resamples seeded by ``seed``
+            (see :func:`~instab.metrics.uncertainty.bootstrap_interval`).
+        n_boot : int, default 1000
+            Bootstrap resamples (a positive int; checked, used by the bootstrap).
+        seed : int, default 0
+            Seed of the bootstrap; the same seed gives the same interval.
+
+        Returns
+        -------
+        (lo, hi) : tuple of float
+            ``(nan, nan)`` when no image was counted.
+        """
+        what = check_choice(what, INTERVAL_WHAT, "what")
+        method = check_choice(method, INTERVAL_METHODS, "method")
+        level = check_level(level)
+        n_boot, seed = check_n_boot(n_boot), check_seed(seed)
+        k = {"rate": self.n_unstable, "always_correct": self.n_always_correct, "always_wrong": self.n_always_wrong}
+        if method == "wilson":
+            return wilson_interval(k[what], self.n_images, level)
+        # Only the count matters to a 0/1 bootstrap: k true flags among the counted images.
+        flags = np.arange(self.n_images) < k[what]
+        return bootstrap_interval(flags, level, n_boot, seed)
+
+    def accuracy_intervals(
+        self, level: float = 0.95, method: str = "wilson", *, n_boot: int = 1000, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence intervals of :attr:`accuracy`, per environment.
+
+        Each environment's accuracy is over the images observed in it; the
+        interval is Wilson's, or the percentile bootstrap over those images
+        (``method="bootstrap"``, ``n_boot`` resamples seeded by ``seed``; each
+        environment from the same seed). Returns ``(lo, hi)``, float
+        ``[n_envs]`` each, NaN for an environment with no observation.
+        """
+        method = check_choice(method, INTERVAL_METHODS, "method")
+        level = check_level(level)
+        n_boot, seed = check_n_boot(n_boot), check_seed(seed)
+        n_ok = self.correct.sum(axis=0)  # correct implies observed
+        n_obs = self.observed.sum(axis=0)
+        if method == "wilson":
+            return wilson_interval(n_ok, n_obs, level)
+        ends = [bootstrap_interval(np.arange(n) < k, level, n_boot, seed) for k, n in zip(n_ok, n_obs, strict=True)]
+        lo, hi = np.array(ends, dtype=np.float64).reshape(-1, 2).T
+        return lo, hi
+
+    def compare(self, other: InstabilityResult) -> McNemarResult:
+        """McNemar's paired test of this result's unstable flags against ``other``'s, on the same images.
+
+        Both results must be over the same images in the same order (two
+        models, or two sets of environments). Images counted in both are
+        paired; ``b`` counts those unstable here only, ``c`` those unstable in
+        ``other`` only.
+        """
+        if not isinstance(other, InstabilityResult):
+            raise TypeError(f"other: expected an InstabilityResult, got {type(other).__name__}")
+        if other.unstable.shape != self.unstable.shape:
+            n, m = self.unstable.shape[0], other.unstable.shape[0]
+            raise ValueError(f"other: expected a result over the same {n} images, got {m}")
+        both = self.counted & other.counted
+        return mcnemar(self.unstable[both], other.unstable[both])
+
+    def to_dataframe(self) -> Any:
+        """One row per image x environment, as a ``pandas.DataFrame``.
+
+        Columns: ``image``, ``environment`` (int64 indices), ``observed``,
+        ``correct`` (bool), ``confidence`` (float, NaN where not observed or
+        not available), ``unstable``, ``counted`` (bool, the image's flags,
+        repeated over its environments). Rows are image-major. Needs pandas.
+        """
+        try:
+            import pandas as pd  # optional dependency (instab[export]): only this method needs it
+        except ImportError as err:
+            raise ImportError(
+                "InstabilityResult.to_dataframe needs pandas: pip install 'instab[export]' (or pip install pandas)"
+            ) from err
+        n, n_envs = self.correct.shape
+        confidence = self.confidence if self.confidence is not None else np.full((n, n_envs), np.nan, np.float32)
+        return pd.DataFrame(
+            {
+                "image": np.repeat(np.arange(n, dtype=np.int64), n_envs),
+                "environment": np.tile(np.arange(n_envs, dtype=np.int64), n),
+                "observed": self.observed.reshape(-1),
+                "correct": self.correct.reshape(-1),
+                "confidence": np.where(self.observed, confidence, np.nan).reshape(-1),
+                "unstable": np.repeat(self.unstable, n_envs),
+                "counted": np.repeat(self.counted, n_envs),
+            }
+        )
+
     def _subset_rate(self, columns: np.ndarray) -> float:
         obs = self.observed[:, columns]
         hit = (self.correct[:, columns] & obs).sum(axis=1)
@@ -192,7 +307,11 @@ def instability(
         environment, and methods for the analyses built on them
         (:meth:`~InstabilityResult.by_group`, :meth:`~InstabilityResult.pairwise`,
         :meth:`~InstabilityResult.repeat_analysis`,
-        :meth:`~InstabilityResult.confidence_split`).
+        :meth:`~InstabilityResult.confidence_split`), confidence intervals
+        (:meth:`~InstabilityResult.interval`,
+        :meth:`~InstabilityResult.accuracy_intervals`), a paired test against
+        another result (:meth:`~InstabilityResult.compare`) and
+        :meth:`~InstabilityResult.to_dataframe`.
 
     Raises
     ------

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from instab._shared.progress import Progress
 from instab._shared.validation import check_threads
 from instab.environments import devices
 from instab.io.labels import read_labels_csv
@@ -36,10 +37,11 @@ def _as_tables(name: str, result: ExperimentTable | ExperimentTables) -> Experim
 
 
 def run_env_experiment(name: str, images: str | os.PathLike, labels: str | os.PathLike, models: Sequence[str], *,
-                       limit: int | None = None, seed: int = 0, threads: int | None = None) -> ExperimentTables:
+                       limit: int | None = None, seed: int = 0, threads: int | None = None,
+                       progress: Progress | None = None) -> ExperimentTables:
     """The experiments that are a list of environments, one table per model (and per sweep for ``noise``)."""
     check_threads(threads)
-    kwargs: dict[str, Any] = {"limit": limit, "seed": seed, "threads": threads}
+    kwargs: dict[str, Any] = {"limit": limit, "seed": seed, "threads": threads, "progress": progress}
     models = list(models)
     if name == "compression-quality":
         return _as_tables(name, experiments.compression_quality(images, labels, models, **kwargs))
@@ -80,7 +82,7 @@ def input_errors(result: StudyResult) -> list[str]:
 def run_experiment(
     name: str, images: str | os.PathLike | None, labels: str | os.PathLike | None,
     models: Sequence[str] | None = None, *, raw: str | os.PathLike | None = None, limit: int | None = None,
-    seed: int = 0, threads: int | None = None,
+    seed: int = 0, threads: int | None = None, progress: Progress | None = None,
 ) -> StudyResult:
     """Run experiment ``name`` (one of :data:`EXPERIMENT_NAMES` but ``mitigation``).
 
@@ -99,6 +101,8 @@ def run_experiment(
     limit, seed, threads
         The first ``limit`` images of the CSV; seed of the randomized environments;
         worker threads (None: all cores; checked by every experiment, even those that do not use it).
+    progress
+        Receives the experiment's progress counts (None: quiet; ``isp-psnr`` reports none).
     """
     check_threads(threads)  # one meaning for every experiment, and before any work
     if name == "mitigation":
@@ -114,11 +118,12 @@ def run_experiment(
     if images is None or labels is None:
         raise ValueError(f"{name}: images and labels are required")
     if name == "runtime":
-        return runtime_experiment(images, labels, models, limit=limit)
+        return runtime_experiment(images, labels, models, limit=limit, progress=progress)
     models = list(models) if models else [DEFAULT_MODEL]
     if name == "isp":
-        return isp_experiment(images, labels, models[0], limit=limit, seed=seed, threads=threads)
-    return run_env_experiment(name, images, labels, models, limit=limit, seed=seed, threads=threads)
+        return isp_experiment(images, labels, models[0], limit=limit, seed=seed, threads=threads, progress=progress)
+    return run_env_experiment(name, images, labels, models, limit=limit, seed=seed, threads=threads,
+                              progress=progress)
 
 
 __all__ = [

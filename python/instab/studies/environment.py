@@ -27,6 +27,7 @@ from typing import Any, overload
 import numpy as np
 
 from instab._shared.decode import decode
+from instab._shared.progress import Progress, report
 from instab._shared.textform import Spec
 from instab._shared.validation import check_threads
 from instab.environments.distort import fmt_number
@@ -204,6 +205,7 @@ def run_environments(
     seed: int = 0,
     chunk: int = 64,
     threads: int | None = None,
+    progress: Progress | None = None,
 ) -> ExperimentTable | ExperimentTables:
     """Classify every image under every environment; one table per model.
 
@@ -219,6 +221,8 @@ def run_environments(
         chunk: images held in memory at once.
         threads: worker threads for codecs, distortions and inference (None: all cores);
             a bad value raises (see :func:`~instab._shared.validation.check_threads`) before any image is read.
+        progress: receives a ``"<name> N/M"`` count of (image, environment) items after each
+            environment of each chunk (None: quiet).
     """
     workers = check_threads(threads)
     if not environments:
@@ -250,9 +254,7 @@ def run_environments(
                 env_errors[j] += len(part) - len(ok)
                 errors += [f"{part[i].path.name} [{env}]: {msg}" for i, msg in enumerate(out.errors)
                            if msg and originals[i] is not None]
-                if not ok:
-                    continue
-                for m, (clf, _) in enumerate(classifiers):
+                for m, (clf, _) in enumerate(classifiers if ok else []):  # nothing to classify without ok
                     pred = clf.predict([out.images[i] for i in ok], k=5)
                     for row, i in enumerate(ok):
                         if pred.errors[row] is None:
@@ -260,6 +262,7 @@ def run_environments(
                         else:
                             model_errors[m][j] += 1
                             errors.append(f"{part[i].path.name} [{env}]: {pred.errors[row]}")
+                report(progress, name, start * e + (j + 1) * len(part), n * e, "images")
     labels = [li.labels for li in labelled]
     tables = []
     for m, (_, model_name) in enumerate(classifiers):

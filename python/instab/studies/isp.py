@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 from instab import environments, isp
 from instab import models as _models
 from instab._shared.decode import decode
+from instab._shared.progress import Progress, report
 from instab._shared.validation import check_threads
 from instab.environments.isp_kinds import IspEnvironment, develop_libraw
 from instab.inference.classifier import Classifier
@@ -386,13 +387,14 @@ def round_trip_psnr(
 
 def isp_experiment(
     images_dir: str | os.PathLike, labels_csv: str | os.PathLike, model: Any, *, limit: int | None = None,
-    seed: int = 0, threads: int | None = None,
+    seed: int = 0, threads: int | None = None, progress: Progress | None = None,
 ) -> IspStudy:
     """:func:`isp_table` and :func:`raw_mitigation` on a labelled folder with one model (name, path or Model).
 
     Label rows without a usable file and images that cannot be decoded are left
     out and listed in ``input_errors``, with the ISPs' failures. A bad ``threads`` raises
     (see :func:`~instab._shared.validation.check_threads`) before any image is read.
+    ``progress`` receives an ``"isp N/2"`` count after each of the two parts (None: quiet).
     """
     check_threads(threads)
     items, errors = read_labels_csv(labels_csv, images_dir, limit)
@@ -408,8 +410,11 @@ def isp_experiment(
         raise ValueError(f"isp: no usable images in {labels_csv} ({'; '.join(errors[:3])})")
     clf = Classifier(model if isinstance(model, _models.Model) else _models.load(model), threads=threads)
     table = isp_table(pixels, label_sets, clf, seed=seed)
+    report(progress, "isp", 1, 2, "parts")
     errors += [f"{name}: failed on {n} images" for name, n in zip(table.isps, table.errors, strict=True) if n]
-    return IspStudy(table, raw_mitigation(pixels, label_sets, clf, seed=seed), errors)
+    mitigation = raw_mitigation(pixels, label_sets, clf, seed=seed)
+    report(progress, "isp", 2, 2, "parts")
+    return IspStudy(table, mitigation, errors)
 
 
 def psnr_experiment(

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from instab import models as _models
+from instab._shared.progress import Progress, report
 from instab._shared.validation import check_threads
 from instab.inference.classifier import Classifier
 from instab.io.labels import read_labels_csv
@@ -140,6 +141,7 @@ def compare_runtimes(
     *,
     k: int = 5,
     batch_size: int = 32,
+    progress: Progress | None = None,
 ) -> RuntimeStudy:
     """Score ``images`` (paths, bytes or arrays) under each configuration and measure instability.
 
@@ -149,6 +151,7 @@ def compare_runtimes(
         configs: the configurations (default: :func:`default_configs`).
         k: top-k kept per image; instability is reported for k=1 and k=k.
         batch_size: inference batch size.
+        progress: receives a ``"runtime N/M"`` count of configurations after each one (None: quiet).
     """
     configs = list(configs) if configs is not None else default_configs()
     if len(configs) < 2:
@@ -159,7 +162,7 @@ def compare_runtimes(
     items = list(images)
     loaded: dict[tuple[Any, bool], _models.Model] = {}
     classes, scores, errors, seconds = [], [], [], []
-    for cfg in configs:
+    for n_done, cfg in enumerate(configs, 1):
         key = (cfg.model if not isinstance(cfg.model, _models.Model) else id(cfg.model), cfg.dequantize)
         if key not in loaded:
             m = cfg.model if isinstance(cfg.model, _models.Model) else _models.load(cfg.model)
@@ -178,6 +181,7 @@ def compare_runtimes(
         classes.append(pred.classes)
         scores.append(pred.scores)
         errors.append(pred.errors)
+        report(progress, "runtime", n_done, len(configs), "configurations")
     cls = np.stack(classes, axis=1)
     sc = np.stack(scores, axis=1)
     top1 = instability(cls, labels, k=1, n_classes=1000, top_scores=sc)
@@ -187,7 +191,7 @@ def compare_runtimes(
 
 def runtime_experiment(
     images_dir: str | os.PathLike, labels_csv: str | os.PathLike, models: Sequence[Any] | None = None, *,
-    limit: int | None = None,
+    limit: int | None = None, progress: Progress | None = None,
 ) -> RuntimeStudy:
     """:func:`compare_runtimes` with :func:`default_configs` on a labelled folder.
 
@@ -200,7 +204,8 @@ def runtime_experiment(
     if not items:
         raise ValueError(f"runtime: no usable images in {labels_csv} ({'; '.join(errors[:3])})")
     configs = default_configs(*models) if models else default_configs()
-    study = compare_runtimes([str(it.path) for it in items], [it.labels for it in items], configs)
+    study = compare_runtimes([str(it.path) for it in items], [it.labels for it in items], configs,
+                             progress=progress)
     return dataclasses.replace(study, input_errors=list(errors))
 
 

@@ -8,7 +8,6 @@ weights never travel through numpy while training.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from instab._shared.progress import Progress, report
 from instab._shared.validation import check_threads
 from instab.train.graph import LR, STEP, X_NOISY, TrainingGraph, X, updated_name
 from instab.train.loss import CE, LABELS, LOSS, STABILITY
@@ -212,7 +212,7 @@ class Trainer:
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 0,
         log: str | Path | None = None,
-        progress: bool = False,
+        progress: Progress | None = None,
     ) -> list[dict]:
         """Train on uint8 NHWC ``images`` with int ``labels``; continues from the current epoch/batch.
 
@@ -220,7 +220,9 @@ class Trainer:
         makes x' (required unless the loss is "ce"). The order of images in each
         epoch and the perturbations are keyed by ``seed``, the epoch and the image
         index, so a run resumed from a checkpoint repeats the uninterrupted one.
-        Returns one record per step (also appended to ``log`` as CSV).
+        Returns one record per step (also appended to ``log`` as CSV). ``progress`` receives a
+        ``"train N/M"`` :class:`~instab._shared.progress.Count` of steps with the epoch and losses
+        after every step (None: quiet).
         """
         labels = _check_fit_args(images, labels, epochs, batch_size, self.graph.loss, perturb)
         n = len(images)
@@ -240,8 +242,8 @@ class Trainer:
                     if logf:
                         logf.write(",".join(str(rec[k]) for k in rec) + "\n")
                         logf.flush()
-                    if progress:
-                        _progress(self.epoch, epochs, self.batch, nb, r)
+                    report(progress, "train", self.epoch * nb + self.batch, epochs * nb, "steps",
+                           f"epoch {self.epoch + 1}/{epochs} loss {r.loss:.4f} ce {r.ce:.4f} stab {r.stability:.4f}")
                     if checkpoint and checkpoint_every and self.step_count % checkpoint_every == 0:
                         self.save_checkpoint(checkpoint, seed=seed)
                 self.epoch += 1
@@ -251,8 +253,6 @@ class Trainer:
         finally:
             if logf:
                 logf.close()
-            if progress:
-                sys.stderr.write("\n")
         return history
 
     def _fit_batch(
@@ -315,15 +315,6 @@ def _open_log(log: str | Path | None) -> TextIO | None:
         logf.write("epoch,step,images,loss,ce,stability,lr,seconds\n")
     return logf
 
-
-def _progress(epoch: int, epochs: int, batch: int, nb: int, r: StepResult) -> None:
-    width = 24
-    done = int(width * batch / nb)
-    sys.stderr.write(
-        f"\repoch {epoch + 1}/{epochs} [{'#' * done}{'.' * (width - done)}] {batch}/{nb} "
-        f"loss {r.loss:.4f} ce {r.ce:.4f} stab {r.stability:.4f}"
-    )
-    sys.stderr.flush()
 
 __all__ = [
     "CHECKPOINT_VERSION",

@@ -1,15 +1,20 @@
-"""Reports: a results store -> a self-contained HTML page with PNG figures, plus JSON and CSV tables.
+"""Reports: a results store -> one self-contained HTML page users act on, plus JSON and CSV tables.
 
-Figures: accuracy per environment, instability per class and per group,
-the pairwise heat map between environments, confidence histograms of stable vs
-unstable images, and top-1 vs top-3 instability.
+The page opens with what instability means and the headline rate (across devices,
+one shot each, when repeat shots exist), then shows which images flip and how
+they looked in each environment (:mod:`~instab.workflow.report_gallery`), accuracy
+and instability with 95% Wilson intervals, top-1 vs top-3 (the study's Figure 9),
+repeat shots within vs across devices (Figure 3(d)), the pairwise heat map,
+confidence by stability and correctness (Figure 4), per class and per group, the
+CSV tables and the provenance of the results. Figures are drawn by
+:mod:`~instab.workflow.report_figures`, the page assembled by
+:mod:`~instab.workflow.report_sections` and :mod:`~instab.workflow.report_html`, the numbers
+computed by :mod:`~instab.workflow.report_analysis`.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,10 +23,29 @@ from typing import Any
 
 import numpy as np
 
+from instab.io.csvfile import read_csv
+from instab.io.labels import parse_label_field
 from instab.io.store import ScoredSet
-from instab.metrics.instability import ConfidenceSplit, GroupStats, InstabilityResult, instability
+from instab.metrics.instability import InstabilityResult
+from instab.workflow import report_figures as figs
+from instab.workflow.report_analysis import (
+    Analysis,
+    accuracy_counts,
+    analyse,
+    analysis,
+    column_names,
+    confidence_groups,
+    interval,
+    per_class_order,
+    rate_interval,
+    versus_first,
+)
+from instab.workflow.report_gallery import GALLERY_LIMIT, per_image_table
+from instab.workflow.report_sections import page_html
 
-FIGURES = ("accuracy", "per_class", "per_group", "pairwise", "confidence", "topk")
+#: Every figure a report can hold (``repeats`` only with repeat shots, ``per_group`` only with a group column,
+#: ``topk`` only when top-3 is stored).
+FIGURES = ("accuracy", "topk", "repeats", "pairwise", "confidence", "per_class", "per_group")
 
 
 @dataclass
@@ -39,176 +63,213 @@ class Report:
         return self.out_dir / "report.html"
 
 
-def column_names(scored: ScoredSet) -> list[str]:
-    """Column labels: the environment, or ``environment#repeat`` where it was scored several times."""
-    repeats: dict[str, set[int]] = {env: set() for env, _ in scored.columns}
-    for env, rep in scored.columns:
-        repeats[env].add(rep)
-    return [env if len(repeats[env]) == 1 else f"{env}#{rep}" for env, rep in scored.columns]
+def class_names_from_labels(path: str | Path, what: str = "labels") -> list[str]:
+    """Class names by index from a labels CSV with ``class_index`` and a ``name`` or ``class_name`` column.
 
-
-def analyse(scored: ScoredSet) -> dict[int, InstabilityResult]:
-    """Instability at top-1 and (when stored) top-3."""
-    ks = [1] + ([3] if scored.ranked.shape[2] >= 3 else [])
-    return {
-        k: instability(scored.ranked, scored.labels, k=k, top_scores=scored.top_scores[..., 0]) for k in ks
-    }
-
-
-@dataclass(frozen=True)
-class _Analysis:
-    """What the tables and figures show, computed once from the stored results."""
-
-    names: list[str]  # column names (environment, or environment#repeat)
-    results: dict[int, InstabilityResult]  # by k
-    per_class: GroupStats  # keyed by each image's first label
-    groups: GroupStats | None  # keyed by the group column, if any
-    pairwise: np.ndarray
-    split: ConfidenceSplit  # top-1 confidence of stable vs unstable images
-
-
-def _analysis(scored: ScoredSet) -> _Analysis:
-    results = analyse(scored)
-    r1 = results[1]
-    first_label = np.array([lab[0] for lab in scored.labels], dtype=np.int64)
-    groups = r1.by_group(scored.groups) if scored.groups is not None else None
-    return _Analysis(column_names(scored), results, r1.by_group(first_label), groups, r1.pairwise(),
-                     r1.confidence_split())
+    Rows with several ';'-separated indices name them in order when the name
+    field has as many ';'-separated names. Unnamed indices are ``""`` (shown as numbers).
+    ``what`` names the file in messages.
+    """
+    header, rows = read_csv(path, what)
+    column = next((c for c in ("name", "class_name") if c in header), None)
+    if "class_index" not in header or column is None:
+        raise ValueError(f"{what}: {path} needs columns class_index and name (or class_name) for class names "
+                         f"(has {header})")
+    names: dict[int, str] = {}
+    for row in rows:
+        if row.fields is None:
+            continue
+        try:
+            indices = parse_label_field(row.fields["class_index"] or "")
+        except ValueError:
+            continue  # a row read_labels_csv rejects too; names come from the good rows
+        given = [s.strip() for s in (row.fields[column] or "").split(";")]
+        if len(given) == len(indices):
+            for c, name in zip(indices, given, strict=True):
+                if name:
+                    names.setdefault(c, name)
+    return [names.get(c, "") for c in range(max(names, default=-1) + 1)]
 
 
 def write_report(scored: ScoredSet, out_dir: str | Path, title: str = "instab report",
-                 class_names: list[str] | None = None, provenance: dict[str, Any] | None = None) -> Report:
-    """Write report.html, figures/*.png, summary.json and CSV tables into ``out_dir``.
+                 class_names: list[str] | None = None, provenance: dict[str, Any] | None = None, *,
+                 gallery_limit: int = GALLERY_LIMIT) -> Report:
+    """Write report.html, figures/*.png, summary.json, per_image.csv and the other CSV tables into ``out_dir``.
 
     Parameters
     ----------
     scored
-        One model's stored results (:meth:`instab.io.store.ResultStore.load`).
+        One model's stored results (:meth:`instab.io.store.ResultStore.load`); the gallery's
+        thumbnails are read from the image paths it holds (``scored.paths``).
     out_dir
         The output folder (created).
     title
         The page's title.
     class_names
-        Names for the per-class table and figure, indexed by class (default: the indices).
+        Class names by index (the labels CSV's names, or the model's class list);
+        unnamed classes show as their index.
     provenance
         What produced the results (:func:`instab._shared.provenance.record`), stored in
-        summary.json as ``provenance``.
+        summary.json as ``provenance`` and shown at the end of the page.
+    gallery_limit
+        At most this many unstable images in the gallery (all are in per_image.csv).
     """
-    import matplotlib  # imported here: matplotlib is heavy and only reports need it
-
-    matplotlib.use("Agg")
+    if isinstance(gallery_limit, bool) or not isinstance(gallery_limit, int) or gallery_limit < 0:
+        raise ValueError(f"gallery_limit: expected a non-negative int, got {gallery_limit!r}")
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    a = _analysis(scored)
-    report = Report(out, _summary(scored, a))
+    a = analysis(scored)
+    report = Report(out, summary(scored, a))
+    n_unstable = int(a.images.unstable.sum())
+    report.summary["gallery"] = {"unstable_images": n_unstable, "shown": min(n_unstable, gallery_limit)}
     if provenance is not None:
         report.summary["provenance"] = provenance
+    known = bool(class_names) and any(class_names or [])
 
     def label(c: int) -> str:
-        return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+        return class_names[c] if class_names and 0 <= c < len(class_names) and class_names[c] else str(c)
 
-    report.tables["summary"] = _write_json(out / "summary.json", report.summary)
-    _write_tables(report, a, label, scored.errors)
-    _write_figures(report, a, label)
-    _write_html(report, title, a.names, a.results[1], a.results)
+    report.tables["summary"] = write_json(out / "summary.json", report.summary)
+    write_tables(report, a, label, scored.errors, known)
+    write_figures(report, a, label)
+    report.html.write_text(page_html(title, a, label, report.summary, report.figures, report.tables, gallery_limit),
+                           encoding="utf-8")
     return report
 
 
-def _summary(scored: ScoredSet, a: _Analysis) -> dict[str, Any]:
-    r1, results = a.results[1], a.results
-    summary: dict[str, Any] = {
+def _rate_dict(r: InstabilityResult) -> dict[str, Any]:
+    lo, hi = rate_interval(r)
+    return {"rate": _f(r.rate), "n_unstable": r.n_unstable, "n_images": r.n_images,
+            "n_always_correct": r.n_always_correct, "n_always_wrong": r.n_always_wrong,
+            "interval95": [_f(lo), _f(hi)]}
+
+
+def summary(scored: ScoredSet, a: Analysis) -> dict[str, Any]:
+    """The summary.json dict (headline across devices when repeat shots exist)."""
+    r1 = a.results[1]
+    conf = confidence_groups(r1)
+    correct, observed = accuracy_counts(r1)
+    lo, hi = interval(correct, observed)
+    out: dict[str, Any] = {
         "model": scored.model,
         "model_hash": scored.model_hash,
         "n_images": len(scored.image_ids),
         "environments": a.names,
         "errors": len(scored.errors),
-        "instability": {f"top{k}": _rate_dict(r) for k, r in results.items()},
+        "headline": "across devices, first shot of each" if a.repeats else "across all environments",
+        "instability": {f"top{k}": _rate_dict(r) for k, r in a.headline.items()},
         "accuracy": dict(zip(a.names, _floats(r1.accuracy), strict=True)),
-        "accuracy_top3": dict(zip(a.names, _floats(results[3].accuracy), strict=True)) if 3 in results else None,
+        "accuracy_interval95": {n: [_f(x), _f(y)] for n, x, y in zip(a.names, lo, hi, strict=True)},
+        "accuracy_top3": dict(zip(a.names, _floats(a.results[3].accuracy), strict=True)) if 3 in a.results else None,
         "confidence_median": {
-            "stable": float(np.median(a.split.stable)) if a.split.stable.size else None,
-            "unstable": float(np.median(a.split.unstable)) if a.split.unstable.size else None,
+            "stable": _median(np.concatenate([conf["stable, correct"], conf["stable, incorrect"]])),
+            "unstable": _median(np.concatenate([conf["unstable, correct"], conf["unstable, incorrect"]])),
+            **{k: _median(v) for k, v in conf.items()},
         },
     }
-    repeat_info = _repeat_analysis(scored, r1)
-    if repeat_info is not None:
-        summary["repeats"] = repeat_info
-    return summary
+    if a.repeats is not None:
+        out["instability_all_columns"] = {f"top{k}": _rate_dict(r) for k, r in a.results.items()}
+        out["repeats"] = _repeat_summary(a.repeats)
+    return out
 
 
-def _write_tables(report: Report, a: _Analysis, label: Callable[[int], str],
-                  errors: list[tuple[str, str, int, str]]) -> None:
-    out, r1, results, pc, groups = report.out_dir, a.results[1], a.results, a.per_class, a.groups
-    top3 = results[3].accuracy if 3 in results else None
-    accuracy = [[n, acc, top3[j] if top3 is not None else ""]
-                for j, (n, acc) in enumerate(zip(a.names, r1.accuracy, strict=True))]
-    report.tables["accuracy"] = _write_csv(
-        out / "accuracy.csv", ["environment", "accuracy_top1", "accuracy_top3"], accuracy
+def _repeat_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    within = {d: _f(v[0]) for d, v in rep["within_device"].items()}
+    across = {s: _f(v[0]) for s, v in rep["across_devices"].items()}
+    return {"within_device": within, "across_devices": across,
+            "within_mean": _mean(within.values()), "across_mean": _mean(across.values()),
+            "counts": {part: {key: [v[1], v[2]] for key, v in rep[part].items()}
+                       for part in ("within_device", "across_devices")}}
+
+
+def write_tables(report: Report, a: Analysis, label: Callable[[int], str],
+                 errors: list[tuple[str, str, int, str]], names_known: bool) -> None:
+    """The CSV tables: accuracy, per_image, per_class, pairwise, per_group, repeats, errors."""
+    out, r1, pc, groups = report.out_dir, a.results[1], a.per_class, a.groups
+    cols: list[list[Any]] = [list(a.names), list(accuracy_counts(r1)[1])]
+    header = ["environment", "n_images"]
+    for k, r in a.results.items():
+        correct, observed = accuracy_counts(r)
+        lo, hi = interval(correct, observed)
+        cols += [list(r.accuracy), list(lo), list(hi)]
+        header += [f"accuracy_top{k}", f"top{k}_lo95", f"top{k}_hi95"]
+    # paired test of each environment's top-1 answers against the first environment's, same images
+    cols.append([t.p_value if t is not None else "" for t in versus_first(r1)])
+    header.append("mcnemar_p_vs_first")
+    report.tables["accuracy"] = write_csv(out / "accuracy.csv", header, [list(row) for row in zip(*cols, strict=True)])
+    report.tables["per_image"] = write_csv(out / "per_image.csv", *per_image_table(a.images, label, names_known))
+    lo, hi = interval(pc.n_unstable, pc.n_images)
+    report.tables["per_class"] = write_csv(
+        out / "per_class.csv", ["class", "name", "n_images", "n_unstable", "instability", "lo95", "hi95"],
+        [[int(c), label(int(c)), int(n), int(u), r, x, y] for c, n, u, r, x, y in
+         zip(pc.keys, pc.n_images, pc.n_unstable, pc.rate, lo, hi, strict=True)],
     )
-    report.tables["per_class"] = _write_csv(
-        out / "per_class.csv", ["class", "name", "n_images", "n_unstable", "instability"],
-        [[int(c), label(int(c)), int(n), int(u), r] for c, n, u, r in
-         zip(pc.keys, pc.n_images, pc.n_unstable, pc.rate, strict=True)],
-    )
-    report.tables["pairwise"] = _write_csv(
+    report.tables["pairwise"] = write_csv(
         out / "pairwise.csv", ["environment", *a.names], [[n, *row] for n, row in zip(a.names, a.pairwise, strict=True)]
     )
     if groups is not None:
-        report.tables["per_group"] = _write_csv(
-            out / "per_group.csv", ["group", "n_images", "n_unstable", "instability"],
-            [[int(g), int(n), int(u), r] for g, n, u, r in
-             zip(groups.keys, groups.n_images, groups.n_unstable, groups.rate, strict=True)],
+        lo, hi = interval(groups.n_unstable, groups.n_images)
+        report.tables["per_group"] = write_csv(
+            out / "per_group.csv", ["group", "n_images", "n_unstable", "instability", "lo95", "hi95"],
+            [[int(g), int(n), int(u), r, x, y] for g, n, u, r, x, y in
+             zip(groups.keys, groups.n_images, groups.n_unstable, groups.rate, lo, hi, strict=True)],
         )
+    if a.repeats is not None:
+        rows = [[part.split("_")[0], key, v[0], v[1], v[2], *interval(v[1], v[2])]
+                for part in ("within_device", "across_devices") for key, v in a.repeats[part].items()]
+        report.tables["repeats"] = write_csv(
+            out / "repeats.csv", ["comparison", "device_or_shot", "instability", "n_unstable", "n_images", "lo95",
+                                  "hi95"], rows)
     if errors:
-        report.tables["errors"] = _write_csv(out / "errors.csv", ["image_id", "environment", "repeat", "error"],
-                                             [list(e) for e in errors])
+        report.tables["errors"] = write_csv(out / "errors.csv", ["image_id", "environment", "repeat", "error"],
+                                            [list(e) for e in errors])
 
 
-def _write_figures(report: Report, a: _Analysis, label: Callable[[int], str]) -> None:
-    figs, r1, results, pc = report.out_dir / "figures", a.results[1], a.results, a.per_class
-    report.figures["accuracy"] = _bar(figs / "accuracy.png", a.names, r1.accuracy, "accuracy (top-1)",
-                                      "Accuracy per environment")
-    order = np.argsort(-np.nan_to_num(pc.rate, nan=-1), kind="stable")[:30]
-    report.figures["per_class"] = _bar(
-        figs / "per_class.png", [label(int(pc.keys[i])) for i in order], pc.rate[order],
-        "instability", f"Instability per class (top {len(order)} of {len(pc.keys)})",
-    )
+def _with_ci(values: Any, k: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = interval(k, n)
+    return np.asarray(values, dtype=float), np.column_stack([np.atleast_1d(lo), np.atleast_1d(hi)])
+
+
+def write_figures(report: Report, a: Analysis, label: Callable[[int], str]) -> None:
+    """The PNG figures (see :data:`FIGURES`) into ``figures/``."""
+    folder, r1, pc = report.out_dir / "figures", a.results[1], a.per_class
+    correct, observed = accuracy_counts(r1)
+    vals, ints = _with_ci(r1.accuracy, correct, observed)
+    report.figures["accuracy"] = figs.bar_chart(folder / "accuracy.png", a.names, vals, ints, "accuracy (top-1)",
+                                                "Top-1 accuracy per environment")
+    if 3 in a.results:
+        acc, ins = {}, {}
+        for k, r in a.results.items():
+            ok = np.isfinite(r.accuracy)
+            mean = float(r.accuracy[ok].mean()) if ok.any() else float("nan")
+            lo, hi = (float(r.accuracy[ok].min()), float(r.accuracy[ok].max())) if ok.any() else (mean, mean)
+            acc[f"top-{k}"] = (mean, lo, hi)
+            h = a.headline[k]
+            ins[f"top-{k}"] = (float(h.rate), *rate_interval(h))
+        report.figures["topk"] = figs.topk_side_by_side(folder / "topk.png", acc, ins)
+    if a.repeats is not None:
+        def triple(v: tuple[float, int, int]) -> tuple[float, float, float]:
+            lo, hi = interval(v[1], v[2])
+            return (v[0], float(lo), float(hi))
+
+        report.figures["repeats"] = figs.repeats_chart(
+            folder / "repeats.png", {d: triple(v) for d, v in a.repeats["within_device"].items()},
+            {s: triple(v) for s, v in a.repeats["across_devices"].items()})
+    report.figures["pairwise"] = figs.heatmap(folder / "pairwise.png", a.names, a.pairwise)
+    report.figures["confidence"] = figs.confidence_by_outcome(folder / "confidence.png", confidence_groups(r1))
+    order = per_class_order(pc)[:30]
+    vals, ints = _with_ci(pc.rate[order], pc.n_unstable[order], pc.n_images[order])
+    report.figures["per_class"] = figs.bar_chart(
+        folder / "per_class.png", [label(int(pc.keys[i])) for i in order], vals, ints, "instability",
+        f"Instability per class (top {len(order)} of {len(pc.keys)})", color=figs.RED)
     if a.groups is not None:
-        report.figures["per_group"] = _bar(figs / "per_group.png", [str(g) for g in a.groups.keys], a.groups.rate,
-                                           "instability", "Instability per group")
-    else:
-        report.figures["per_group"] = _bar(
-            figs / "per_group.png", ["all images"], [r1.rate], "instability",
-            "Instability per group (no group column: one group)",
-        )
-    report.figures["pairwise"] = _heatmap(figs / "pairwise.png", a.names, a.pairwise)
-    report.figures["confidence"] = _histograms(figs / "confidence.png", a.split.stable, a.split.unstable)
-    report.figures["topk"] = _bar(figs / "topk.png", [f"top-{k}" for k in results], [r.rate for r in results.values()],
-                                  "instability", "Instability, top-1 vs top-3")
+        g = a.groups
+        vals, ints = _with_ci(g.rate, g.n_unstable, g.n_images)
+        report.figures["per_group"] = figs.bar_chart(folder / "per_group.png", [str(x) for x in g.keys], vals, ints,
+                                                     "instability", "Instability per group", color=figs.RED)
 
 
-def _rate_dict(r: InstabilityResult) -> dict[str, Any]:
-    return {"rate": _f(r.rate), "n_unstable": r.n_unstable, "n_images": r.n_images,
-            "n_always_correct": r.n_always_correct, "n_always_wrong": r.n_always_wrong}
-
-
-def _repeat_analysis(scored: ScoredSet, r: InstabilityResult) -> dict[str, Any] | None:
-    reps = [rep for _, rep in scored.columns]
-    if len(set(reps)) < 2:
-        return None
-    envs = list(dict.fromkeys(env for env, _ in scored.columns))
-    device = [envs.index(env) for env, _ in scored.columns]
-    ra = r.repeat_analysis(device=device, repeat=reps)
-    return {"within_device": {envs[d]: _f(v) for d, v in ra.within.items()},
-            "across_devices": {str(k): _f(v) for k, v in ra.across.items()},
-            "within_mean": _f(ra.within_mean), "across_mean": _f(ra.across_mean)}
-
-
-def _pct(x: float) -> str:
-    return f"{x:.2%}" if np.isfinite(x) else "n/a"
-
-
-def _f(x: float) -> float | None:
+def _f(x: Any) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
@@ -216,112 +277,43 @@ def _floats(a: np.ndarray) -> list[float | None]:
     return [_f(float(x)) for x in a]
 
 
-def _write_json(path: Path, data: Any) -> Path:
+def _median(v: np.ndarray) -> float | None:
+    return float(np.median(v)) if v.size else None
+
+
+def _mean(values: Any) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON."""
     path.write_text(json.dumps(data, indent=2))
     return path
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    """A CSV table; floats rounded to 6 digits, NaN as an empty field."""
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         for row in rows:
-            w.writerow(["" if isinstance(v, float) and not np.isfinite(v) else
-                        (round(v, 6) if isinstance(v, (float, np.floating)) else v) for v in row])
+            w.writerow(["" if isinstance(v, (float, np.floating)) and not np.isfinite(v) else
+                        (round(float(v), 6) if isinstance(v, (float, np.floating)) else
+                         (int(v) if isinstance(v, np.integer) else v)) for v in row])
     return path
 
-
-def _figure(width: float = 7.0, height: float = 3.6):
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height), dpi=100)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def _bar(path: Path, labels: list[str], values: Any, ylabel: str, title: str) -> Path:
-    fig, ax = _figure(max(5.0, 0.35 * len(labels) + 2))
-    vals = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
-    ax.bar(range(len(labels)), vals, color="#4477aa")
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=60 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center",
-                       fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.set_ylim(0, max(1.0, float(vals.max(initial=0)) * 1.1) if ylabel.startswith("accuracy") else None)
-    return _save(fig, path)
-
-
-def _heatmap(path: Path, names: list[str], matrix: np.ndarray) -> Path:
-    fig, ax = _figure(1.0 + 0.6 * len(names) + 2, 1.0 + 0.6 * len(names) + 1)
-    im = ax.imshow(np.nan_to_num(matrix, nan=0.0), cmap="viridis")
-    ax.set_xticks(range(len(names)))
-    ax.set_yticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticklabels(names, fontsize=8)
-    for a in range(len(names)):
-        for b in range(len(names)):
-            if np.isfinite(matrix[a, b]):
-                ax.text(b, a, f"{matrix[a, b]:.1%}", ha="center", va="center", color="w", fontsize=7)
-    ax.set_title("Pairwise instability between environments")
-    fig.colorbar(im, ax=ax)
-    return _save(fig, path)
-
-
-def _histograms(path: Path, stable: np.ndarray, unstable: np.ndarray) -> Path:
-    fig, ax = _figure()
-    bins = np.linspace(0, 1, 21)
-    for values, name in ((stable, "stable"), (unstable, "unstable")):
-        if values.size:  # an empty sample has no density to draw
-            ax.hist(np.clip(values, 0, 1), bins=bins, alpha=0.6, density=True, label=f"{name} (n={values.size})")
-    ax.set_xlabel("top-1 confidence")
-    ax.set_ylabel("density")
-    ax.set_title("Confidence of stable vs unstable images")
-    if stable.size or unstable.size:
-        ax.legend()
-    return _save(fig, path)
-
-
-def _write_html(report: Report, title: str, names: list[str], r1: InstabilityResult,
-                results: dict[int, InstabilityResult]) -> None:
-    def img(key: str) -> str:
-        data = base64.b64encode(report.figures[key].read_bytes()).decode()
-        return f'<figure><img alt="{key}" src="data:image/png;base64,{data}"></figure>'
-
-    rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{a:.3f}</td></tr>"
-        for n, a in zip(names, np.nan_to_num(r1.accuracy), strict=True)
-    )
-    rates = "".join(
-        f"<li>top-{k}: <b>{_pct(r.rate)}</b> of {r.n_images} images unstable ({r.n_unstable})</li>"
-        for k, r in results.items()
-    )
-    s = report.summary
-    body = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:auto}}img{{max-width:100%}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px}}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>Model <code>{html.escape(str(s['model']))}</code>, {s['n_images']} images, {len(names)} environments,
-{s['errors']} failed items.</p><ul>{rates}</ul>
-<h2>Accuracy per environment</h2><table><tr><th>environment</th><th>top-1 accuracy</th></tr>{rows}</table>
-{img('accuracy')}<h2>Top-1 vs top-3</h2>{img('topk')}
-<h2>Pairwise instability</h2>{img('pairwise')}
-<h2>Instability per class</h2>{img('per_class')}<h2>Instability per group</h2>{img('per_group')}
-<h2>Confidence</h2>{img('confidence')}
-<p>Tables: {', '.join(html.escape(p.name) for p in report.tables.values())}.</p></body></html>"""
-    report.html.write_text(body, encoding="utf-8")
 
 __all__ = [
     "FIGURES",
     "Report",
     "analyse",
+    "class_names_from_labels",
     "column_names",
+    "summary",
+    "write_csv",
+    "write_figures",
+    "write_json",
     "write_report",
+    "write_tables",
 ]

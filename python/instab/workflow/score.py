@@ -10,7 +10,7 @@ from pathlib import Path
 
 from instab import models as _models
 from instab._shared import provenance
-from instab._shared.progress import Progress
+from instab._shared.progress import Progress, report
 from instab._shared.provenance import utc_now
 from instab._shared.validation import check_threads
 from instab.inference.classifier import Classifier
@@ -112,7 +112,8 @@ def score_manifest(
     class_names
         Names for manifests whose labels are class names.
     progress
-        Receives ``"scored N/M (P%) R images/s"`` after every batch; None: quiet.
+        Receives ``"scored N/M (P%) R images/s"`` (a :class:`~instab._shared.progress.Count`)
+        after every batch; None: quiet.
 
     Raises
     ------
@@ -189,10 +190,9 @@ def _score(store: ResultStore, m: _models.Model, todo: list[ManifestRow], summar
         summary.failed += rejected
         summary.scored += sum(e is None for e in part.errors) - len(rejected)
         summary.seconds = time.perf_counter() - t0
-        if progress is not None:
-            done_now = start + len(part)
-            progress(f"scored {done_now}/{len(todo)} ({100 * done_now / len(todo):.0f}%) "
-                     f"{done_now / max(summary.seconds, 1e-9):.1f} images/s")
+        done_now = start + len(part)
+        report(progress, "scored", done_now, len(todo), "images",
+               f"{done_now / max(summary.seconds, 1e-9):.1f} images/s")
 
 
 __all__ = [

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from instab._shared.decode import decode
+from instab._shared.progress import Progress, report
 from instab._shared.validation import check_threads
 from instab.environments.registry import Environment, parse
 from instab.io.labels import LabeledImage
@@ -50,6 +51,7 @@ def simulate(
     seed: int = 0,
     chunk: int = 32,
     threads: int | None = None,
+    progress: Progress | None = None,
 ) -> SimulationSummary:
     """Apply each environment to each image; write lossless PNGs and ``manifest.csv``.
 
@@ -58,6 +60,8 @@ def simulate(
     environments the seed changes with r). Randomness is keyed by the image's
     position in ``images``, so chunking does not change the result. A bad ``threads``
     raises (see :func:`~instab._shared.validation.check_threads`) before anything is written.
+    ``progress`` receives a ``"simulated N/M"`` :class:`~instab._shared.progress.Count` of
+    (image, environment, shot) items after each environment of each chunk (None: quiet).
     """
     check_threads(threads)
     if repeats < 1:
@@ -69,6 +73,7 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     summary = SimulationSummary(out / "manifest.csv")
     rows: list[ManifestRow] = []
+    total, done = len(images) * len(envs) * repeats, 0
     for start in range(0, len(images), chunk):
         part = images[start : start + chunk]
         pixels: list[np.ndarray | None] = []
@@ -97,6 +102,8 @@ def simulate(
                     Image.fromarray(img).save(target, compress_level=1)
                     rows.append(ManifestRow(0, item.path.name, str(env), target, item.labels, r))
                     summary.written += 1
+                done += len(part)
+                report(progress, "simulated", done, total, "images")
     write_manifest(summary.manifest, rows)
     return summary
 
