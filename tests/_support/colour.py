@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
 
 #: Classes red, green, blue, none; BIAS is the logit of "none".
 NAMES = ["red", "green", "blue", "none"]
+# Three flat photos that the colour classifier tells apart, by file stem.
+COLOURS = {"a": (255, 64, 0), "b": (0, 255, 64), "c": (64, 0, 255)}
 BIAS = 2.5
 
 
@@ -44,4 +49,12 @@ def expected_top(colour: tuple[int, int, int], k: int) -> tuple[list[int], list[
     return order.tolist(), probs[order].tolist()
 
 
-__all__ = ["BIAS", "NAMES", "colour_classifier", "expected_top"]
+def write_colour_folder(folder: Path) -> Path:
+    """Write ``colour.onnx`` and flat 20x16 photos ``a.png``, ``b.png``, ``c.png`` (:data:`COLOURS`) into ``folder``."""
+    onnx.save(colour_classifier(), str(folder / "colour.onnx"))
+    for name, colour in COLOURS.items():
+        Image.fromarray(np.full((20, 16, 3), colour, np.uint8)).save(folder / f"{name}.png")
+    return folder
+
+
+__all__ = ["BIAS", "COLOURS", "NAMES", "colour_classifier", "expected_top", "write_colour_folder"]

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
 import pytest
-from PIL import Image
 
 from instab.cli.main import COMMANDS, build_parser, main
-from tests._support.colour import NAMES, colour_classifier
-
-COLOURS = {"a": (255, 64, 0), "b": (0, 255, 64), "c": (64, 0, 255)}
+from tests._support.colour import NAMES, write_colour_folder
 
 
 @pytest.fixture
 def folder(tmp_path):
-    onnx.save(colour_classifier(), str(tmp_path / "colour.onnx"))
-    for name, colour in COLOURS.items():
-        Image.fromarray(np.full((20, 16, 3), colour, np.uint8)).save(tmp_path / f"{name}.png")
+    write_colour_folder(tmp_path)
     (tmp_path / "labels.csv").write_text("file,class_index\na.png,0\nb.png,1\nc.png,3\ngone.png,1\n")
     (tmp_path / "names.txt").write_text("\n".join(NAMES) + "\n\n")
     return tmp_path

@@ -6,10 +6,7 @@ import io
 import json
 from importlib.metadata import version
 
-import numpy as np
-import onnx
 import pytest
-from PIL import Image
 
 from instab._shared.progress import report
 from instab.cli import progress as cli_progress
@@ -18,17 +15,14 @@ from instab.cli.progress import Reporter
 from instab.environments import devices
 from instab.environments.registry import known_kinds, parse
 from instab.workflow.score import score_manifest
-from tests._support.colour import NAMES, colour_classifier
+from tests._support.colour import NAMES, write_colour_folder
 
-COLOURS = {"a": (255, 64, 0), "b": (0, 255, 64), "c": (64, 0, 255)}
 SMALL_MODEL = "mobilenet_v1_0.5_128_uint8_st.onnx"  # the small, fast shared model
 
 
 @pytest.fixture
 def folder(tmp_path):
-    onnx.save(colour_classifier(), str(tmp_path / "colour.onnx"))
-    for name, colour in COLOURS.items():
-        Image.fromarray(np.full((20, 16, 3), colour, np.uint8)).save(tmp_path / f"{name}.png")
+    write_colour_folder(tmp_path)
     (tmp_path / "labels.csv").write_text("file,class_index\na.png,0\nb.png,1\nc.png,3\n")
     (tmp_path / "names.txt").write_text("\n".join(NAMES) + "\n")
     return tmp_path

@@ -13,23 +13,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from PIL import Image
 
 from instab import models
 from instab.cli.main import main
 from instab.io.store import ResultStore
-from tests._support.colour import colour_classifier
-
-COLOURS = {"a": (255, 64, 0), "b": (0, 255, 64), "c": (64, 0, 255)}
+from tests._support.colour import COLOURS, write_colour_folder
 
 
 @pytest.fixture
 def folder(tmp_path):
-    onnx.save(colour_classifier(), str(tmp_path / "colour.onnx"))
-    for name, colour in COLOURS.items():
-        Image.fromarray(np.full((20, 16, 3), colour, np.uint8)).save(tmp_path / f"{name}.png")
+    write_colour_folder(tmp_path)
     rows = [f"{name},e{j},{name}.png,0,{j}" for j in range(4) for name in COLOURS]
     (tmp_path / "m.csv").write_text("image_id,environment,path,labels,repeat\n" + "\n".join(rows) + "\n")
     return tmp_path

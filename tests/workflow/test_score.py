@@ -9,21 +9,15 @@ import sqlite3
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
 
 from instab.io.store import ResultStore, StoreWriteError
 from instab.workflow.score import ScoreInterrupted, score_manifest
-from tests._support.colour import NAMES, colour_classifier, expected_top
-
-COLOURS = {"a": (255, 64, 0), "b": (0, 255, 64), "c": (64, 0, 255)}
+from tests._support.colour import COLOURS, NAMES, colour_classifier, expected_top, write_colour_folder
 
 
 @pytest.fixture
 def setup(tmp_path):
-    model = tmp_path / "colour.onnx"
-    onnx.save(colour_classifier(), str(model))
-    for name, colour in COLOURS.items():
-        Image.fromarray(np.full((20, 16, 3), colour, np.uint8)).save(tmp_path / f"{name}.png")
+    model = write_colour_folder(tmp_path) / "colour.onnx"
     (tmp_path / "bad.png").write_bytes(b"\x89PNG truncated")
     (tmp_path / "manifest.csv").write_text(
         "image_id,environment,path,labels,repeat,group\n"
