@@ -30,7 +30,7 @@ def _figure(width: float = 7.0, height: float = 3.6, ncols: int = 1) -> tuple[An
     import matplotlib  # imported here: heavy, only reports draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     return plt.subplots(1, ncols, figsize=(width, height), dpi=100)
 
