@@ -19,16 +19,16 @@ _LAZY = {
     "InstabilityResult": "instab.metrics.instability",
     "instability": "instab.metrics.instability",
     "preprocess": "instab.inference.preprocessing",
-    "decode": "instab._shared.decode",
+    "decode": "instab.isp.rawfile",  # camera raw files included; other files go to _shared.decode
 }
 _SUBPACKAGES = ("environments", "inference", "io", "isp", "metrics", "models", "studies", "train", "workflow")
 
 if TYPE_CHECKING:
     __version__: str
     from instab import environments, inference, io, isp, metrics, models, studies, train, workflow
-    from instab._shared.decode import decode
     from instab.inference.classifier import Classifier, Prediction
     from instab.inference.preprocessing import preprocess
+    from instab.isp.rawfile import decode
     from instab.metrics.instability import InstabilityResult, instability
 
 

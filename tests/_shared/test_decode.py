@@ -26,9 +26,14 @@ def _pillow(data: bytes, mode: str = "RGB") -> np.ndarray:
         return np.asarray(im.convert(mode))
 
 
-def test_top_level_decode_is_the_shared_decoder():
-    assert instab.decode is decode
+def test_top_level_decode_is_the_shared_decoder_plus_raw_files():
+    from instab.isp.rawfile import decode as raw_aware_decode
+
+    # instab.decode reads camera raw files too, and hands every other file to the one decoder.
+    assert instab.decode is raw_aware_decode
     assert C.decode is decode  # the codecs module re-exports it, no second decoder
+    image = _image()
+    np.testing.assert_array_equal(instab.decode(C.encode(image, "png")), decode(C.encode(image, "png")))
 
 
 @pytest.mark.parametrize("fmt", C.FORMATS)

@@ -14,6 +14,7 @@ import pkgutil
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,15 @@ from instab import isp, models
 from instab._shared.validation import MAX_THREADS, check_threads
 from instab.cli.main import main
 from instab.environments import codecs, devices, distort, parse
+from instab.environments.decoders import decode_images
 from instab.environments.isp_kinds import IspEnvironment
 from instab.environments.registry import Chain
+from instab.environments.resizers import resize_roundtrip
+from instab.inference.litert import LiteRTSession
+from instab.inference.resizers import resize_crop
 from instab.io.labels import LabeledImage
 from instab.studies import characterize, environment
+from instab.studies.decode import decode_experiment, decode_table
 from instab.studies.isp import isp_experiment
 from instab.studies.mitigation import MitigationConfig, run_mitigation
 from instab.studies.mitigation.views import capture, capture_raw
@@ -39,6 +45,7 @@ from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner
 from instab.workflow.score import score_manifest
 from instab.workflow.simulate import simulate
+from tests._support.litert import require_litert
 
 # Subpackages whose public functions are walked: the layers below io (train included), then the upper ones.
 LAYERS = ("metrics", "models", "inference", "isp", "environments", "train")
@@ -70,6 +77,20 @@ def _model() -> models.Model:
 
 
 @cache
+def _tflite() -> models.TFLiteModel:
+    require_litert()
+    return models.load("mobilenet_v2_1.0_224_uint8_coral.tflite")  # the shared model, on INSTAB_MODELS_DIR
+
+
+class _FixedClassifier:
+    """Says class 0 for every image: decode_table needs only something with ``predict``."""
+
+    def predict(self, images: Any, k: int = 5) -> Any:
+        n = len(images)
+        return SimpleNamespace(classes=np.zeros((n, k), np.int64), errors=[None] * n)
+
+
+@cache
 def _mosaics():
     return isp.unprocess(IMAGES)
 
@@ -86,8 +107,10 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.inference.classifier:Classifier.__init__": lambda t: instab.Classifier(_model(), threads=t),
     "instab.inference.classifier:Classifier.__init__#decode_threads":
         lambda t: instab.Classifier(_model(), decode_threads=t),
+    "instab.inference.litert:LiteRTSession.__init__": lambda t: LiteRTSession(_tflite(), threads=t),
     "instab.isp.pipeline:unprocess": lambda t: isp.unprocess(IMAGES, threads=t),
     "instab.isp.pipeline:develop": lambda t: isp.develop(_mosaics()[0], _mosaics()[1], threads=t),
+    "instab.isp.rawfile:develop_default": lambda t: isp.develop_default(_mosaics()[0][0], _mosaics()[1], threads=t),
     "instab.environments.codecs:CodecEnvironment.apply": lambda t: _env("png").apply(IMAGES, threads=t),
     "instab.environments.codecs:roundtrip": lambda t: codecs.roundtrip(IMAGES, "png", threads=t),
     "instab.environments.codecs:roundtrip_settings":
@@ -116,9 +139,21 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.environments.isp_kinds:IspEnvironment.raw": lambda t: _env("isp:instab-malvar").raw(IMAGES, threads=t),
     "instab.environments.isp_kinds:IspEnvironment.develop":
         lambda t: _env("isp:libraw-ahd").develop(_mosaics()[0][0], threads=t),
+    "instab.environments.isp_kinds:IspEnvironment.develop_real":
+        lambda t: _env("isp:libraw-ahd").develop_real(isp.RawImage(_mosaics()[0][0], _mosaics()[1]), threads=t),
     "instab.environments.isp_kinds:IspEnvironment.apply":
         lambda t: _env("isp:libraw-ahd").apply(list(IMAGES), threads=t),
     "instab.environments.registry:Chain.apply": lambda t: _env("gamma:g=2+png").apply(IMAGES, threads=t),
+    "instab.environments.decoders:DecoderEnvironment.apply":
+        lambda t: _env("decode:pillow-draft").apply(list(IMAGES), threads=t),
+    "instab.environments.decoders:decode_images":
+        lambda t: decode_images(list(IMAGES), _env("decode:pillow").settings, threads=t),
+    "instab.environments.resizers:ResizeEnvironment.apply":
+        lambda t: _env("resize:pillow-bicubic").apply(IMAGES, threads=t),
+    "instab.environments.resizers:resize_roundtrip":
+        lambda t: resize_roundtrip(IMAGES, "nearest", threads=t),
+    "instab.inference.resizers:resize_crop":
+        lambda t: resize_crop(list(IMAGES), 4, 4, 5, "pillow-lanczos", threads=t),
     "instab.train.head:FeatureRunner.__init__": lambda t: FeatureRunner(_proto(), threads=t),
     "instab.train.loop:Trainer.__init__":
         lambda t: Trainer(build_training_graph(_proto(), loss="ce"), providers=["CPUExecutionProvider"], threads=t),
@@ -157,6 +192,10 @@ UPPER: dict[str, Callable[[Any, Path, Path], Any]] = {
     "instab.studies.environment:run_environments": lambda t, d, out: environment.run_environments(
         d, _labels(d), _model_path(d), ["original", "png"], threads=t),
     "instab.studies.isp:isp_experiment": lambda t, d, out: isp_experiment(d, _labels(d), _model_path(d), threads=t),
+    "instab.studies.decode:decode_experiment": lambda t, d, out: decode_experiment(
+        d, _labels(d), _model_path(d), decoders=["decode:pillow"], resizers=("pillow-bilinear",), threads=t),
+    "instab.studies.decode:decode_table": lambda t, d, out: decode_table(
+        list(IMAGES), [0, 1], [("pillow-bilinear", _FixedClassifier())], ["decode:pillow"], threads=t),
     "instab.studies.mitigation.views:capture": lambda t, d, out: capture(["png"], IMAGES, 0, t, _quiet),
     "instab.studies.mitigation.views:capture_raw": lambda t, d, out: capture_raw(["phone-mid"], IMAGES, 0, t, _quiet),
     # The two configurations are only built here: running them (a fine-tuning study, several ONNX Runtime

@@ -184,7 +184,8 @@ def test_runtime_study(models_dir, samples):
     with pytest.raises(ValueError, match="two"):
         runtime.compare_runtimes(paths, labels, configs[:1])
     names = runtime.default_configs(cuda=True)
-    assert names[0].name == "int8 (reference)" and names[-1].provider == "cuda"
+    assert names[0].name == "mobilenet-v2-int8-st: ORT all optimizations" and names[0].group == runtime.REFERENCE
+    assert [c.label for c in names if c.provider == "cuda"] == ["mobilenet-v2-int8-st", "mobilenet-v2-coral"]
 
 
 def test_preprocessing_failure_is_a_per_item_error(v1, samples, monkeypatch):

@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image
 
 DECODE_MODES = ("full", "draft")
+# Camera raw files LibRaw reads, by suffix: a DNG is a TIFF that Pillow may open
+# as its preview, so the suffix, not the content, says "raw". Headerless .raw is not here.
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw")
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 _heif_lock = threading.Lock()
@@ -82,6 +85,8 @@ def decode(item: Any, *, draft_size: int | None = None, channels: int = 3) -> np
         return as_rgb_array(item)
     if isinstance(item, (str, os.PathLike)):
         src: Any = os.fspath(item)
+        if is_raw_path(src):
+            raise OSError(f"{src}: a camera raw file; read it with instab.isp.decode, which develops it")
     elif isinstance(item, (bytes, bytearray, memoryview)):
         src = io.BytesIO(bytes(item))
     else:
@@ -104,6 +109,11 @@ def decode(item: Any, *, draft_size: int | None = None, channels: int = 3) -> np
     return out[:, :, None] if channels == 1 else out
 
 
+def is_raw_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a camera raw file by its suffix (one of :data:`RAW_SUFFIXES`, any case)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in RAW_SUFFIXES
+
+
 def as_rgb_array(arr: np.ndarray) -> np.ndarray:
     """Check an in-memory image: uint8 [H, W, 3] (gray [H, W] and RGBA are converted)."""
     if arr.dtype != np.uint8:
@@ -121,7 +131,9 @@ def as_rgb_array(arr: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "DECODE_MODES",
+    "RAW_SUFFIXES",
     "as_rgb_array",
     "decode",
+    "is_raw_path",
     "register_heif",
 ]

@@ -28,8 +28,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     common.add_argument("--images", help="folder of images (mitigation: the training images)")
     common.add_argument("--labels", help="labels CSV with columns file, class_index")
     common.add_argument("--model", action="append",
-                        help="model name or ONNX path (repeatable; default efficientnet-lite0; runtime: the int8 "
-                             "model, then another build of it; mitigation: the one start model)")
+                        help="model name or ONNX path (repeatable; default efficientnet-lite0; isp, decode: the first; "
+                             "runtime: ONNX or .tflite models, each under its runtime configurations; "
+                             "mitigation: the one start model)")
     common.add_argument("--limit", type=int, help="use only the first N images of the labels CSV")
     common.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: %(default)s)")
     common.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")

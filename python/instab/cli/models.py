@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         print(model)
         print(model.spec)
+        if isinstance(model, models.TFLiteModel):  # a flat buffer run by LiteRT: no ONNX operators to list
+            return EXIT_OK
         ops = Counter(node.op_type for node in model.proto.graph.node)
         print("operators: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items())))
         return EXIT_OK

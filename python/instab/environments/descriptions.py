@@ -1,9 +1,9 @@
 """What each environment kind takes: parameters, defaults and one example (``instab envs list``).
 
 One table for every kind of :func:`~instab.environments.registry.known_kinds`, kept beside
-the modules that implement them (``codecs``, ``distort``, ``isp_kinds``, ``devices``; their
-docstrings have the details). A test checks that every known kind is described and that
-each example parses, so a new kind needs its entry here.
+the modules that implement them (``codecs``, ``distort``, ``isp_kinds``, ``devices``,
+``decoders``, ``resizers``; their docstrings have the details). A test checks that every
+known kind is described and that each example parses, so a new kind needs its entry here.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from instab.environments.distort import PHONE_DEFAULTS
 from instab.environments.isp_kinds import ISP_NAMES
 from instab.environments.registry import known_kinds
+from instab.inference.resizers import RESIZERS
 from instab.isp import GAMMAS, PATTERNS, TONES
 
 
@@ -85,7 +86,8 @@ DESCRIPTIONS: dict[str, KindInfo] = {k.kind: k for k in (
         ParamInfo("q", _range("q"), "JPEG quality range (at strength s: round(95 - 45 s)..95)"),
     ), "distort:phone,strength=0.5"),
     # isp_kinds.py
-    KindInfo("isp", "unprocess sRGB to a simulated raw capture, then develop it with one software ISP", (
+    KindInfo("isp", "unprocess sRGB to a simulated raw capture (a real raw file: its own mosaic), then develop it "
+             "with one software ISP", (
         ParamInfo("<isp>", "required", "word: " + ", ".join(ISP_NAMES)),
         ParamInfo("awb", "off", "word: automatic instead of as-shot white balance"),
         ParamInfo("gamma", "srgb", "output transfer function: " + ", ".join(GAMMAS)),
@@ -95,10 +97,24 @@ DESCRIPTIONS: dict[str, KindInfo] = {k.kind: k for k in (
         ParamInfo("read", "0", "read-noise variance"),
     ), "isp:libraw-ahd,awb"),
     # devices.py
-    KindInfo("device", "a photo by a virtual device: sensor noise, its ISP and its codec", (
+    KindInfo("device", "a photo by a virtual device: sensor noise, its ISP and its codec (a real raw file: "
+             "its ISP and codec on the file's mosaic)", (
         ParamInfo("NAME", "required", "word: a device profile (instab devices list; more with --profiles)"),
         ParamInfo("shot", "0", "repeat shot: a fresh sensor-noise draw of the same scene"),
     ), "device:phone-mid,shot=1"),
+    # decoders.py
+    KindInfo("decode", "JPEG-encode once (Pillow), then decode with one named decoder", (
+        ParamInfo("<decoder>", "required", "word: pillow, pillow-draft (DCT scaling to 1/2), opencv, libjpeg-turbo"),
+        ParamInfo("dct", "islow", "libjpeg-turbo IDCT: islow or ifast"),
+        ParamInfo("upsampling", "fancy", "libjpeg-turbo chroma upsampling: fancy or simple"),
+        ParamInfo("q", "90", "quality 1..100 of the one JPEG encode"),
+        ParamInfo("subsampling", "420", "chroma subsampling of the encode: 444, 422 or 420"),
+    ), "decode:libjpeg-turbo,dct=ifast,upsampling=simple"),
+    # resizers.py
+    KindInfo("resize", "store a thumbnail: resize down by scale and back up with one named resizer", (
+        ParamInfo("<resizer>", "required", "word: " + ", ".join(RESIZERS) + " (opencv-*: instab[resizers])"),
+        ParamInfo("scale", "0.5", "thumbnail size relative to the image, in (0, 1]"),
+    ), "resize:opencv-area,scale=0.25"),
 )}
 
 

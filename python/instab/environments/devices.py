@@ -17,6 +17,15 @@ ISPs and qualities, a WebP device); users add their own from a TOML file::
     saturation = 1.1
     sharpen = 0.5              # unsharp-mask amount, 0 = none
     codec = "jpeg:q=90"        # any codec environment text
+    # the sensor (default: instab's 14-bit Nikon sensor, instab.isp.nikon_meta)
+    pattern = "rggb"           # rggb | grbg | gbrg | bggr
+    color_matrix = [[1.65, -0.45, -0.2], [-0.18, 1.6, -0.42], [0.01, -0.44, 1.43]]  # camera -> linear sRGB
+    wb_gains = [1.95, 1.0, 1.34]   # the camera's as-shot white balance
+    black_level = [600.0, 600.0, 600.0, 600.0]  # per 2x2 position (or one number)
+    white_level = 15520.0
+
+``instab devices from-raw FILE.dng`` writes such a table from a real camera's raw
+file (:func:`from_raw`, :mod:`instab.isp.profile_from_raw`).
 
 Repeat shots: ``shot`` selects a fresh sensor-noise draw of the same scene, as
 two photos taken a second apart. Randomness is keyed by (seed, device, shot,
@@ -25,6 +34,7 @@ image index), so results do not depend on threads or batch splits.
 
 from __future__ import annotations
 
+import json
 import tomllib
 import zlib
 from collections.abc import Mapping
@@ -39,6 +49,7 @@ from instab import isp
 from instab._shared.validation import check_threads
 from instab.environments import distort
 from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, image_items, parse, register
+from instab.isp.profile_from_raw import read_sensor_profile, xyz_to_cam_from_rgb
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ class DeviceProfile:
     sharpen: float = 0.0
     codec: str = "jpeg:q=90"
     pattern: str = "rggb"
+    # The sensor; None = instab's default sensor (isp.nikon_meta). color_matrix is camera -> linear sRGB.
+    color_matrix: tuple[tuple[float, float, float], ...] | None = None
+    wb_gains: tuple[float, float, float] | None = None
+    black_level: tuple[float, float, float, float] | None = None
+    white_level: float | None = None
 
     def __post_init__(self) -> None:
         where = f"device {self.name!r}"
@@ -74,6 +90,29 @@ class DeviceProfile:
         if float(self.saturation) <= 0:
             raise ValueError(f"{where}: saturation must be > 0, got {self.saturation!r}")
         _ = self._codec  # parse now: a bad codec text raises a clear error here
+        if self.color_matrix is not None:
+            object.__setattr__(self, "color_matrix", tuple(tuple(float(v) for v in row) for row in self.color_matrix))
+        for key in ("wb_gains", "black_level"):
+            if getattr(self, key) is not None:
+                object.__setattr__(self, key, tuple(float(v) for v in np.asarray(getattr(self, key)).reshape(-1)))
+        if self.white_level is not None:
+            object.__setattr__(self, "white_level", float(self.white_level))
+        try:
+            _ = self.sensor_meta  # check the sensor fields now, with RawMeta's messages
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+    @cached_property
+    def sensor_meta(self) -> isp.RawMeta:
+        """The simulated sensor: this profile's levels, white balance and colour matrix over the default sensor."""
+        base = isp.nikon_meta(self.pattern)
+        xyz = base.xyz_to_cam if self.color_matrix is None else xyz_to_cam_from_rgb(self.color_matrix)
+        return base.replace(
+            black_level=base.black_level if self.black_level is None else self.black_level,
+            white_level=base.white_level if self.white_level is None else self.white_level,
+            wb_gains=base.wb_gains if self.wb_gains is None else self.wb_gains,
+            xyz_to_cam=xyz,
+        )
 
     @cached_property
     def _codec(self) -> Environment:
@@ -87,7 +126,8 @@ class DeviceProfile:
     def capture_raw(self, images: Any, seed: int = 0, shot: int = 0, threads: int | None = None,
                     first_index: int = 0) -> tuple[Any, isp.RawMeta]:
         """The sensor's view: noisy Bayer mosaics and the metadata to develop them."""
-        return isp.unprocess(images, self.pattern, seed=self._seed(seed, shot), shot_noise=float(self.shot_noise),
+        return isp.unprocess(images, self.pattern, seed=self._seed(seed, shot), meta=self.sensor_meta,
+                             shot_noise=float(self.shot_noise),
                              read_noise=float(self.read_noise), threads=threads, first_index=first_index)
 
     def develop(self, mosaics: Any, meta: isp.RawMeta, threads: int | None = None) -> Any:
@@ -112,14 +152,23 @@ class DeviceProfile:
         Bayer mosaic) gets a per-item error in ``errors``; the others are captured.
         """
         threads = check_threads(threads)
-        items, is_batch, errors = image_items(images)
+        # Real raw captures (isp.RawImage items) skip unprocessing and noise: the ISP gets their mosaic.
+        listed = isinstance(images, (list, tuple))
+        real = {i: im for i, im in enumerate(images) if isinstance(im, isp.RawImage)} if listed else {}
+        items, is_batch, errors = image_items([None if i in real else im for i, im in enumerate(images)]
+                                              if real else images)
         developed: list[np.ndarray | None] = [None] * len(items)
         for i, im in enumerate(items):  # one image at a time: sizes differ, and index i keys its noise
-            if im is None:
+            if im is None and i not in real:
                 continue
+            errors[i] = None
             try:
-                mosaic, meta = self.capture_raw(im, seed, shot, threads, first_index + i)
-                developed[i] = self.develop(mosaic[None], meta, threads)[0]
+                if i in real:
+                    mosaic, meta = real[i].mosaic[None], real[i].meta
+                else:
+                    one, meta = self.capture_raw(im, seed, shot, threads, first_index + i)
+                    mosaic = one[None]
+                developed[i] = self.develop(mosaic, meta, threads)[0]
             except (ValueError, TypeError) as exc:  # e.g. too small for the mosaic: this item only
                 errors[i] = f"device:{self.name}: {exc}"
         ok = [i for i, d in enumerate(developed) if d is not None]
@@ -220,8 +269,69 @@ def load_profiles(path: str | Path, register_them: bool = True) -> list[DevicePr
     return out
 
 
+#: The sensor keys, which :func:`from_raw` reads from a raw file; the other keys are the ISP and codec.
+SENSOR_KEYS = ("pattern", "black_level", "white_level", "wb_gains", "color_matrix", "shot_noise", "read_noise")
+_NOT_IN_RAW = "default: not in a raw file (the camera's ISP and codec)"
+
+
+def from_raw(path: str | Path, name: str) -> tuple[DeviceProfile, dict[str, str]]:
+    """A device profile with a real camera's sensor, read from one of its raw files.
+
+    Parameters
+    ----------
+    path : str or Path
+        A raw file LibRaw reads (DNG, NEF, CR2, ...); see :mod:`instab.isp.profile_from_raw`.
+    name : str
+        The profile's name (letters, digits, ``-``, ``_``): used as ``device:NAME``.
+
+    Returns
+    -------
+    profile, sources
+        The profile (ISP and codec keys at their defaults) and, for each key, where it
+        came from: ``read: ...``, ``estimated: ...`` or ``default: ...``.
+    """
+    if not name or not name.replace("-", "").replace("_", "").isalnum() or not name.isascii():
+        raise ValueError(f"name: {name!r} must be letters, digits, '-' or '_' (it is used as device:NAME)")
+    sensor = read_sensor_profile(path)
+    profile = DeviceProfile(name=name, **sensor.device_fields())
+    sources = {f.name: sensor.sources.get(f.name, _NOT_IN_RAW) for f in fields(DeviceProfile) if f.name != "name"}
+    return profile, sources
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a TOML basic string
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(float(value))  # the shortest text that reads back as the same float (TOML accepts it)
+
+
+def profile_toml(profile: DeviceProfile, sources: Mapping[str, str] | None = None, header: str = "") -> str:
+    """``profile`` as a ``[device.NAME]`` TOML table that :func:`load_profiles` reads back.
+
+    Sensor keys come first; each key's ``sources`` entry (see :func:`from_raw`) is
+    written as a comment after it, ``header`` (lines) as comments before the table.
+    """
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    lines.append(f"[device.{profile.name}]")
+    keys = list(SENSOR_KEYS) + [f.name for f in fields(DeviceProfile) if f.name not in SENSOR_KEYS + ("name",)]
+    for key in keys:
+        value = getattr(profile, key)
+        if value is None:
+            continue
+        note = (sources or {}).get(key)
+        lines.append(f"{key} = {_toml_value(value)}" + (f"  # {note}" if note else ""))
+    return "\n".join(lines) + "\n"
+
+
 class DeviceEnvironment(Environment):
-    """``device:NAME`` or ``device:NAME,shot=2``: a capture by a virtual device."""
+    """``device:NAME`` or ``device:NAME,shot=2``: a capture by a virtual device.
+
+    A real raw capture (:class:`instab.isp.RawImage`) goes through the device's ISP
+    and codec only: no unprocessing and no added noise (it has its own).
+    """
+
+    accepts_raw = True
 
     def __init__(self, spec: Spec):
         super().__init__(spec)
@@ -239,5 +349,5 @@ class DeviceEnvironment(Environment):
 
 register("device")(DeviceEnvironment)
 
-__all__ = ["DeviceProfile", "DeviceEnvironment", "BUILTIN", "builtin_names", "names", "get", "load_profiles",
-           "unsharp"]
+__all__ = ["DeviceProfile", "DeviceEnvironment", "BUILTIN", "SENSOR_KEYS", "builtin_names", "names", "get",
+           "load_profiles", "from_raw", "profile_toml", "unsharp"]

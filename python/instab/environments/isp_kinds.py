@@ -16,12 +16,15 @@ instab's gray world). ``gamma`` is the output transfer function (default srgb).
 (seed, image index), so every ISP given the same seed develops the same raw.
 
 The simulated sensor is :func:`instab.isp.nikon_meta` (14-bit Nikon levels,
-colour matrix and white balance).
+colour matrix and white balance). A real raw file (:class:`instab.isp.RawImage`)
+is not unprocessed: LibRaw develops the file itself, instab's pipeline its
+mosaic with the file's metadata; ``pattern``, ``shot`` and ``read`` do not apply.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +49,13 @@ def _float_param(spec: Spec, key: str) -> float:
 
 
 class IspEnvironment(Environment):
-    """Unprocess sRGB images to a simulated raw capture, then develop it with one ISP."""
+    """Unprocess sRGB images to a simulated raw capture, then develop it with one ISP.
+
+    A real raw capture (an :class:`instab.isp.RawImage` item) is developed directly
+    from its mosaic and metadata: no unprocessing, no added noise, its own pattern.
+    """
+
+    accepts_raw = True
 
     def __init__(self, spec: Spec):
         super().__init__(spec)
@@ -99,8 +108,22 @@ class IspEnvironment(Environment):
             return np.stack([self.develop(m) for m in mosaic])
         return develop_libraw(mosaic, self.meta, self.method, auto_wb=self.auto_wb, gamma=self.gamma)
 
+    def develop_real(self, raw: isp.RawImage, threads: int | None = None) -> np.ndarray:
+        """Develop a real raw capture with this ISP: LibRaw on the file itself, instab from its mosaic."""
+        threads = check_threads(threads)  # LibRaw ignores it, but it means the same everywhere
+        if self.engine == "instab":
+            return isp.develop(
+                raw.mosaic, raw.meta, self.method, wb="auto" if self.auto_wb else "camera",
+                gamma=self.gamma, tone=self.tone, out_dtype="uint8", threads=threads,
+            )
+        if raw.path is None:
+            return develop_libraw(raw.mosaic, raw.meta, self.method, auto_wb=self.auto_wb, gamma=self.gamma)
+        return develop_libraw_file(raw.path, self.method, auto_wb=self.auto_wb, gamma=self.gamma)
+
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
         threads = check_threads(threads)  # checked here: per-image errors below are caught
+        if isinstance(images, (list, tuple)) and any(isinstance(im, isp.RawImage) for im in images):
+            return self._apply_mixed(images, seed, threads, first_index)
         items, was_batch, errors = image_items(images)
         outs: list[np.ndarray | None] = [None] * len(items)
         if was_batch and self.engine == "instab" and items and min(images.shape[1:3]) >= 2:
@@ -123,6 +146,25 @@ class IspEnvironment(Environment):
         return EnvOutput(images=outs, errors=errors)
 
 
+    def _apply_mixed(self, images: Sequence[Any], seed: int, threads: int | None, first_index: int) -> EnvOutput:
+        """A list holding real raw captures: those are developed as they are, RGB items as in :meth:`apply`."""
+        outs: list[np.ndarray | None] = []
+        errors: list[str | None] = []
+        for i, im in enumerate(images):
+            if isinstance(im, isp.RawImage):
+                try:
+                    outs.append(self.develop_real(im, threads))
+                    errors.append(None)
+                except (ValueError, TypeError) as exc:
+                    outs.append(None)
+                    errors.append(f"{self}: {exc}")
+                continue
+            one = self.apply([im], seed, threads, first_index + i)
+            outs.append(one.images[0])
+            errors.append(one.errors[0])
+        return EnvOutput(images=outs, errors=errors)
+
+
 def develop_libraw(
     mosaic: np.ndarray, meta: isp.RawMeta, algorithm: str = "ahd", *, auto_wb: bool = False, gamma: str = "srgb",
     out_bps: int = 8,
@@ -135,25 +177,54 @@ def develop_libraw(
     """
     import rawpy  # heavy native library: loaded on first use
 
-    if gamma not in _RAWPY_GAMMA:
-        raise ValueError(f"gamma: expected one of {', '.join(_RAWPY_GAMMA)}, got {gamma!r}")
-    algo = getattr(rawpy.DemosaicAlgorithm, algorithm.upper(), None)
-    if algo is None:
-        raise ValueError(f"algorithm: unknown LibRaw demosaic {algorithm!r}")
     buf = io.BytesIO()
     isp.write_dng(buf, mosaic, meta)
     buf.seek(0)
     try:
         with rawpy.imread(buf) as raw:
-            rgb = raw.postprocess(
-                demosaic_algorithm=algo, use_camera_wb=not auto_wb, use_auto_wb=auto_wb, no_auto_bright=True,
-                gamma=_RAWPY_GAMMA[gamma], output_bps=out_bps, user_flip=0, adjust_maximum_thr=0.0,
-                output_color=rawpy.ColorSpace.sRGB,
-            )
+            rgb = raw.postprocess(**libraw_settings(algorithm, auto_wb=auto_wb, gamma=gamma, out_bps=out_bps))
     except rawpy.LibRawError as exc:
         raise ValueError(f"LibRaw cannot develop a {mosaic.shape[0]}x{mosaic.shape[1]} mosaic ({exc})") from None
     if rgb.shape[:2] != mosaic.shape:
         raise ValueError(f"LibRaw returned {rgb.shape[:2]} for a {mosaic.shape} mosaic")
+    return rgb
+
+
+def libraw_settings(algorithm: str, *, auto_wb: bool = False, gamma: str = "srgb", out_bps: int = 8) -> dict[str, Any]:
+    """The keyword arguments of rawpy's ``postprocess`` for one ``isp:libraw-*`` environment.
+
+    Brightening off and the maximum not re-estimated from the data, so that
+    exposure matches :func:`instab.isp.develop`; no flip; sRGB primaries.
+    """
+    import rawpy  # heavy native library: loaded on first use
+
+    if gamma not in _RAWPY_GAMMA:
+        raise ValueError(f"gamma: expected one of {', '.join(_RAWPY_GAMMA)}, got {gamma!r}")
+    algo = getattr(rawpy.DemosaicAlgorithm, algorithm.upper(), None)
+    if algo is None:
+        raise ValueError(f"algorithm: unknown LibRaw demosaic {algorithm!r}")
+    return {
+        "demosaic_algorithm": algo, "use_camera_wb": not auto_wb, "use_auto_wb": auto_wb, "no_auto_bright": True,
+        "gamma": _RAWPY_GAMMA[gamma], "output_bps": out_bps, "user_flip": 0, "adjust_maximum_thr": 0.0,
+        "output_color": rawpy.ColorSpace.sRGB,
+    }
+
+
+def develop_libraw_file(
+    path: str, algorithm: str = "ahd", *, auto_wb: bool = False, gamma: str = "srgb", out_bps: int = 8,
+) -> np.ndarray:
+    """Develop a camera raw file itself with LibRaw (rawpy), with :func:`libraw_settings`.
+
+    Raises ValueError naming the file when LibRaw cannot develop it.
+    """
+    import rawpy  # heavy native library: loaded on first use
+
+    settings = libraw_settings(algorithm, auto_wb=auto_wb, gamma=gamma, out_bps=out_bps)
+    try:
+        with rawpy.imread(path) as raw:
+            rgb: np.ndarray = raw.postprocess(**settings)
+    except rawpy.LibRawError as exc:
+        raise ValueError(f"{path}: LibRaw cannot develop this file ({type(exc).__name__})") from None
     return rgb
 
 
@@ -167,4 +238,6 @@ __all__ = [
     "IspEnvironment",
     "LIBRAW_ALGORITHMS",
     "develop_libraw",
+    "develop_libraw_file",
+    "libraw_settings",
 ]

@@ -42,6 +42,8 @@ _KIND_MODULES: dict[str, str] = {
     "distort": "instab.environments.distort",
     "isp": "instab.environments.isp_kinds",
     "device": "instab.environments.devices",
+    "decode": "instab.environments.decoders",
+    "resize": "instab.environments.resizers",
 }
 
 _REGISTRY: dict[str, Callable[[Spec], Environment]] = {}
@@ -67,6 +69,10 @@ class EnvOutput:
 
 class Environment(ABC):
     """A deterministic transform of images; see the module docstring."""
+
+    # True for kinds that take a real raw capture (instab.isp.RawImage) as an item
+    # and develop it from its mosaic; others get raw files developed by default.
+    accepts_raw: bool = False
 
     def __init__(self, spec: Spec):
         self.spec = spec
@@ -122,6 +128,7 @@ class Chain(Environment):
     def __init__(self, parts: Sequence[Environment]):
         self.parts = list(parts)
         super().__init__(Spec("chain"))
+        self.accepts_raw = bool(self.parts) and self.parts[0].accepts_raw  # the first step sees the input
 
     def apply(self, images: Any, seed: int = 0, threads: int | None = None, first_index: int = 0) -> EnvOutput:
         threads = check_threads(threads)

@@ -12,11 +12,13 @@ from instab.inference.preprocessing import (
     resize_plan,
     short_side_for,
 )
+from instab.inference.resizers import RESIZERS
 
 __all__ = [
     "Classifier",
     "EMBEDDING",
     "Prediction",
+    "RESIZERS",
     "preprocess",
     "resize_plan",
     "short_side_for",

@@ -22,7 +22,10 @@ from instab import models as _models
 from instab._native import core
 from instab._shared.decode import DECODE_MODES, decode
 from instab._shared.validation import check_threads
+from instab.inference.litert import KERNELS, LiteRTSession
 from instab.inference.preprocessing import preprocess
+from instab.inference.resizers import DEFAULT_RESIZER, check_resizer
+from instab.models.tflite import TFLiteModel
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -106,8 +109,9 @@ class Classifier:
 
     Parameters
     ----------
-    model : instab.models.Model or str or os.PathLike
-        The model, or a built-in name or path for :func:`instab.models.load`.
+    model : instab.models.Model or instab.models.TFLiteModel or str or os.PathLike
+        The model, or a built-in name or path for :func:`instab.models.load`
+        (a ``.tflite`` model runs on LiteRT, with the same ``predict`` results).
     provider : {"cpu", "cuda"}, default "cpu"
         ONNX Runtime execution provider (``"cuda"`` needs ``onnxruntime-gpu``).
     threads : int, optional
@@ -123,6 +127,13 @@ class Classifier:
         ``"full"`` JPEG decoding, or ``"draft"`` (Pillow's DCT-scaled decoding).
     decode_threads : int, optional
         Threads decoding files: None for all cores, else an int in ``1..MAX_THREADS``.
+    kernels : {"xnnpack", "reference"}, default "xnnpack"
+        For a ``.tflite`` model (run by LiteRT, :mod:`instab.inference.litert`): the
+        XNNPACK delegate (LiteRT's default on CPU) or its reference kernels.
+    resizer : str, default "pillow-bilinear"
+        The preprocessing resize's library and filter, one of
+        :data:`instab.inference.resizers.RESIZERS` (see :func:`~instab.inference.preprocess`):
+        a deployment's preprocessor, so two can be compared.
 
     Raises
     ------
@@ -130,11 +141,13 @@ class Classifier:
         If ``model`` is neither a :class:`~instab.models.Model` nor a name or path,
         or ``threads`` or ``decode_threads`` is neither None nor an int.
     ValueError
-        If ``provider``, ``optimization`` or ``decode`` is not one of the options,
+        If ``provider``, ``optimization``, ``decode`` or ``resizer`` is not one of the options,
         ``threads`` or ``decode_threads`` is outside ``1..MAX_THREADS``, or
         ``batch_size`` is not a positive int.
     RuntimeError
         If the provider is not available in this ONNX Runtime and ``fallback`` is False.
+    ImportError
+        If ``resizer`` is an OpenCV one and OpenCV is not installed.
 
     See Also
     --------
@@ -190,11 +203,17 @@ class Classifier:
         batch_size: int = 32,
         decode: str = "full",
         decode_threads: int | None = None,
+        resizer: str = DEFAULT_RESIZER,
+        kernels: str = "xnnpack",
     ) -> None:
         if isinstance(model, (str, os.PathLike)):
             model = _models.load(model)
-        if not isinstance(model, _models.Model):
+        if not isinstance(model, (_models.Model, TFLiteModel)):
             raise TypeError(f"model: expected an instab.models.Model or a name/path, got {type(model).__name__}")
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels: expected one of {sorted(KERNELS)}, got {kernels!r}")
+        if isinstance(model, TFLiteModel) and provider != "cpu":
+            raise ValueError(f"provider: a .tflite model runs on LiteRT's CPU kernels only, got {provider!r}")
         if provider not in _PROVIDERS:
             raise ValueError(f"provider: expected one of {sorted(_PROVIDERS)}, got {provider!r}")
         if optimization not in _OPT_LEVELS:
@@ -203,6 +222,7 @@ class Classifier:
             raise ValueError(f"decode: expected one of {DECODE_MODES}, got {decode!r}")
         threads = check_threads(threads)
         decode_threads = check_threads(decode_threads, "decode_threads")
+        resizer = check_resizer(resizer)
         _check_positive(batch_size, "batch_size")
         available = ort.get_available_providers()
         if _PROVIDERS[provider] not in available:
@@ -223,13 +243,17 @@ class Classifier:
         self.batch_size = int(batch_size)
         self.decode = decode
         self.decode_threads = decode_threads
+        self.resizer = resizer
+        self.kernels = kernels
         self._session = self._make_session(model)
-        self._embedding_session: ort.InferenceSession | None = None
+        self._embedding_session: ort.InferenceSession | LiteRTSession | None = None
         shape = {o.name: o.shape for o in self._session.get_outputs()}.get(self.spec.output_name)
         if shape and all(isinstance(d, int) for d in shape[1:]):  # a static width: check it now
             _check_class_columns(self.spec, int(np.prod(shape[1:])))
 
-    def _make_session(self, model: _models.Model) -> ort.InferenceSession:
+    def _make_session(self, model: _models.Model | TFLiteModel) -> ort.InferenceSession | LiteRTSession:
+        if isinstance(model, TFLiteModel):
+            return LiteRTSession(model, self.threads, self.kernels)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = _OPT_LEVELS[self.optimization]
         opts.intra_op_num_threads = self.threads
@@ -242,11 +266,13 @@ class Classifier:
         return ort.InferenceSession(model.serialized(), sess_options=opts, providers=providers)
 
     @property
-    def session(self) -> ort.InferenceSession:
+    def session(self) -> ort.InferenceSession | LiteRTSession:
         """The ONNX Runtime session (inputs: ``spec.input_name``; outputs include ``spec.output_name``)."""
         return self._session
 
     def _embedding(self) -> ort.InferenceSession:
+        if isinstance(self.model, TFLiteModel):
+            raise ValueError("embeddings: not available for a .tflite model (LiteRT runs the graph as it is)")
         if self._embedding_session is None:
             self._embedding_session = self._make_session(self.model.with_embedding(EMBEDDING))
         return self._embedding_session
@@ -290,7 +316,8 @@ class Classifier:
         # uint8 models take raw pixels: scale/offset apply to float input only.
         affine = {"scale": spec.scale, "offset": spec.offset} if spec.dtype == "float32" else {}
         return preprocess(
-            images, spec.size, crop=spec.crop, layout=spec.layout, dtype=spec.dtype, threads=self.threads, **affine
+            images, spec.size, crop=spec.crop, layout=spec.layout, dtype=spec.dtype, threads=self.threads,
+            resizer=self.resizer, **affine
         )
 
     def run_tensor(self, tensor: np.ndarray, embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -405,6 +432,8 @@ class Classifier:
         items = _as_items(images_or_paths)
         n_classes = self.spec.num_classes
         self._check_k(k)
+        if embeddings and isinstance(self.model, TFLiteModel):
+            raise ValueError("embeddings: not available for a .tflite model (LiteRT runs the graph as it is)")
         _check_positive(batch_size, "batch_size", allow_none=True)
         bs = int(batch_size or self.batch_size)
         starts = list(range(0, len(items), bs))
@@ -447,7 +476,7 @@ class Classifier:
     def __repr__(self) -> str:
         return (
             f"Classifier({self.model.name!r}, provider={self.provider!r}, threads={self.threads}, "
-            f"optimization={self.optimization!r}, decode={self.decode!r})"
+            f"optimization={self.optimization!r}, decode={self.decode!r}, resizer={self.resizer!r})"
         )
 
 __all__ = [

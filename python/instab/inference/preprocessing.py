@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from instab._native import core
 from instab._shared.validation import check_choice, check_threads
+from instab.inference.resizers import DEFAULT_RESIZER, check_resizer, resize_crop
 
 __all__ = ["preprocess", "resize_plan", "short_side_for"]
 
@@ -142,6 +143,7 @@ def preprocess(
     scale: Sequence[float] | float = _DEFAULT_SCALE,
     offset: Sequence[float] | float = _DEFAULT_OFFSET,
     threads: int | None = None,
+    resizer: str = DEFAULT_RESIZER,
 ) -> np.ndarray:
     """Resize, centre-crop, scale and lay out a batch of images for a classifier.
 
@@ -180,6 +182,10 @@ def preprocess(
             ``offset = -mean / std``.
         threads: worker threads over the batch: None for all cores, else an int in
             ``1..MAX_THREADS``. The result is identical for any thread count.
+        resizer: the library and filter of step 1, one of
+            :data:`instab.inference.resizers.RESIZERS`. The default ``"pillow-bilinear"``
+            is the C++ path above; any other resizes and crops to the same plan with the
+            named library (:func:`instab.inference.resizers.resize_crop`), then step 3 only.
 
     Returns:
         One C-contiguous array ``[N, H, W, 3]`` or ``[N, 3, H, W]`` of ``dtype``.
@@ -187,8 +193,8 @@ def preprocess(
     Raises:
         TypeError / ValueError naming the offending argument (empty batch, non-uint8 image,
         bad channel count, image smaller than 1x1, crop outside (0, 1], size < 1, unknown
-        layout or dtype, scale/offset not 3 finite numbers, threads not None or an int in
-        ``1..MAX_THREADS``).
+        layout, dtype or resizer, scale/offset not 3 finite numbers, threads not None or an
+        int in ``1..MAX_THREADS``); ImportError for an OpenCV resizer without OpenCV.
     """
     out_h, out_w = _parse_size(size)
     crop_f = _parse_crop(crop)
@@ -197,6 +203,7 @@ def preprocess(
     scale_a = _parse_triple(scale, "scale")
     offset_a = _parse_triple(offset, "offset")
     nthreads = check_threads(threads)
+    resizer_s = check_resizer(resizer)
     items = _image_list(images)
     lut = None
     if dtype_s == "uint8":
@@ -213,4 +220,9 @@ def preprocess(
     short_side = max(1, round(min(out_h, out_w) / crop_f))
     if short_side > _MAX_SIDE:
         raise ValueError(f"crop: {crop!r} would resize the shorter side to {short_side} pixels (limit {_MAX_SIDE})")
+    if resizer_s != DEFAULT_RESIZER:
+        # Resized and cropped already: with the short side at min(size) the kernel's resize
+        # of an out_h x out_w image is a copy and its crop the whole image (tests check this).
+        items = resize_crop(items, out_h, out_w, short_side, resizer_s, nthreads)
+        short_side = min(out_h, out_w)
     return core.preprocess(items, out_h, out_w, short_side, layout_s, dtype_s, lut, nthreads)

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from instab._shared.decode import RAW_SUFFIXES
 from instab.io.csvfile import read_csv
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff"}
+# Encoded images and the camera raw files instab.isp.decode develops.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff", *RAW_SUFFIXES}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The camera raw pipeline (unprocess, develop) and raw files (DNG writing, LibRaw reading)."""
+"""The camera raw pipeline (unprocess, develop) and raw files (DNG writing, LibRaw reading, raw input)."""
 
 from __future__ import annotations
 
@@ -20,20 +20,32 @@ from instab.isp.pipeline import (
     read_headerless,
     unprocess,
 )
+from instab.isp.rawfile import (
+    RAW_SUFFIXES,
+    RawImage,
+    decode,
+    develop_default,
+    read_raw_image,
+)
 
 __all__ = [
     "DEMOSAICS",
     "GAMMAS",
     "PATTERNS",
+    "RAW_SUFFIXES",
+    "RawImage",
     "RawMeta",
     "TONES",
     "auto_wb_gains",
+    "decode",
     "develop",
+    "develop_default",
     "nikon_meta",
     "pattern_colours",
     "psnr",
     "read_headerless",
     "read_raw",
+    "read_raw_image",
     "unprocess",
     "write_dng",
 ]

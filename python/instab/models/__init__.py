@@ -14,12 +14,16 @@ from instab.models.loading import (
     ModelSpec,
     builtin_names,
     cache_dir,
+    companion,
     dequantize,
     infer_spec,
     load,
+    model_file,
     scale_offset_from_mean_std,
     search_path,
 )
+from instab.models.precision import to_fp16
+from instab.models.tflite import TFLiteModel
 
 __all__ = [
     "EFFICIENTNET_LITE0",
@@ -28,11 +32,15 @@ __all__ = [
     "MODELS_DIR_ENV",
     "Model",
     "ModelSpec",
+    "TFLiteModel",
     "builtin_names",
     "cache_dir",
+    "companion",
     "dequantize",
     "infer_spec",
     "load",
+    "model_file",
     "scale_offset_from_mean_std",
     "search_path",
+    "to_fp16",
 ]

@@ -316,17 +316,64 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[onnx.ModelProto, str, dic
     )
 
 
-def load(name_or_path: str | os.PathLike, spec: ModelSpec | Mapping[str, Any] | None = None) -> Model:
-    """Load an ONNX image classifier by built-in name or path.
+def model_file(name_or_path: str | os.PathLike) -> Path | None:
+    """The file a built-in name, path or search-path file name stands for (None: built in memory, or not found)."""
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    if path.is_file():
+        return path
+    if text in _SHARED_MODELS:
+        return _find(_SHARED_MODELS[text][0])
+    if not path.is_absolute() and len(path.parts) == 1:
+        return _find(text) or _find(text + ".onnx")
+    return None
+
+
+def companion(name_or_path: str | os.PathLike, suffix: str) -> Path | None:
+    """The file beside a model's file with the same stem and ``suffix`` (e.g. the ``.tflite`` an ONNX
+    model was converted from), or None."""
+    found = model_file(name_or_path)
+    if found is None or found.suffix == suffix:
+        return None
+    other = found.with_suffix(suffix)
+    return other if other.is_file() else None
+
+
+def _load_tflite(text: str, spec: ModelSpec | Mapping[str, Any] | None) -> Any:
+    # function-local: a true cycle (models.tflite builds on ModelSpec from this module)
+    from instab.models.tflite import load_tflite
+
+    path = model_file(text)
+    if path is None:
+        raise FileNotFoundError(f"name_or_path: {text!r} is not a file, nor a file in the model search path "
+                                f"{[str(d) for d in search_path()]}")
+    model = load_tflite(path)
+    if isinstance(spec, ModelSpec):
+        model.spec = spec
+    elif isinstance(spec, Mapping):
+        model.spec = model.spec.replace(**dict(spec))
+    elif spec is not None:
+        raise TypeError(f"spec: expected a ModelSpec, a mapping of overrides or None, got {type(spec).__name__}")
+    return model
+
+
+def load(name_or_path: str | os.PathLike, spec: ModelSpec | Mapping[str, Any] | None = None) -> Any:
+    """Load an image classifier by built-in name or path.
 
     Args:
-        name_or_path: a path to an ``.onnx`` file, a built-in name (:func:`builtin_names`),
+        name_or_path: a path to an ``.onnx`` or ``.tflite`` file, a built-in name (:func:`builtin_names`),
             or a file name looked up in :func:`search_path`.
         spec: a complete :class:`ModelSpec`, or a mapping of fields to override in the
             spec read from the graph (``mean=``/``std=`` on [0, 1] pixels are accepted).
+
+    Returns:
+        A :class:`Model` (ONNX), or for a ``.tflite`` file an :class:`instab.models.tflite.TFLiteModel`
+        (run by LiteRT; ImportError "install instab[litert]" when ai-edge-litert is missing).
     """
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path: expected a str or path, got {type(name_or_path).__name__}")
+    if os.fspath(name_or_path).lower().endswith(".tflite"):
+        return _load_tflite(os.fspath(name_or_path), spec)
     proto, name, base = _resolve(name_or_path)
     proto, _ = _graph.make_batch_dynamic(proto)
     if isinstance(base, ModelSpec):
@@ -367,9 +414,11 @@ __all__ = [
     "ModelSpec",
     "builtin_names",
     "cache_dir",
+    "companion",
     "dequantize",
     "infer_spec",
     "load",
+    "model_file",
     "scale_offset_from_mean_std",
     "search_path",
 ]

@@ -20,16 +20,17 @@ from instab._shared.validation import check_threads
 from instab.environments import devices
 from instab.io.labels import read_labels_csv
 from instab.studies import environment as experiments
+from instab.studies.decode import decode_experiment
 from instab.studies.environment import ExperimentTable, ExperimentTables
 from instab.studies.isp import isp_experiment, psnr_experiment
 from instab.studies.result import StudyResult
-from instab.studies.runtime import DEFAULT_INT8_MODEL, DEFAULT_OTHER_BUILD, RuntimeStudy, runtime_experiment
+from instab.studies.runtime import RuntimeStudy, runtime_experiment, runtime_models
 
 DEFAULT_MODEL = "efficientnet-lite0"
 
 #: The experiments of ``instab characterize --experiment`` (``mitigation`` runs through its own module).
 EXPERIMENT_NAMES = ["compression-quality", "compression-format", "isp", "isp-psnr", "noise", "runtime", "devices",
-                    "top-k", "mitigation"]
+                    "top-k", "decode", "mitigation"]
 
 
 def _as_tables(name: str, result: ExperimentTable | ExperimentTables) -> ExperimentTables:
@@ -62,9 +63,9 @@ def experiment_models(name: str, models: Sequence[str] | None = None) -> list[st
     if name == "isp-psnr":
         return []
     if name == "runtime":
-        return list(models) if models else [DEFAULT_INT8_MODEL, DEFAULT_OTHER_BUILD]
+        return runtime_models(models)
     models = list(models) if models else [DEFAULT_MODEL]
-    return models[:1] if name == "isp" else models
+    return models[:1] if name in ("isp", "decode") else models
 
 
 def input_errors(result: StudyResult) -> list[str]:
@@ -94,8 +95,8 @@ def run_experiment(
         The labelled folder: images and the labels CSV (``file``, ``class_index``).
         ``isp-psnr`` may go without them when ``raw`` is given.
     models
-        Model names or paths; None: :data:`DEFAULT_MODEL` (``isp`` uses the first;
-        ``runtime``: the int8 model and another build of it, default the built-in pair).
+        Model names or paths; None: :data:`DEFAULT_MODEL` (``isp`` and ``decode`` use the first;
+        ``runtime``: every model given, default the built-in int8 and Coral builds).
     raw
         ``isp-psnr``: the raw frame folder (``meta.json`` and headerless mosaics).
     limit, seed, threads
@@ -122,6 +123,8 @@ def run_experiment(
     models = list(models) if models else [DEFAULT_MODEL]
     if name == "isp":
         return isp_experiment(images, labels, models[0], limit=limit, seed=seed, threads=threads, progress=progress)
+    if name == "decode":  # deterministic: the seed plays no part
+        return decode_experiment(images, labels, models[0], limit=limit, threads=threads, progress=progress)
     return run_env_experiment(name, images, labels, models, limit=limit, seed=seed, threads=threads,
                               progress=progress)
 

@@ -26,13 +26,13 @@ from typing import Any, overload
 
 import numpy as np
 
-from instab._shared.decode import decode
 from instab._shared.progress import Progress, report
 from instab._shared.textform import Spec
 from instab._shared.validation import check_threads
 from instab.environments.distort import fmt_number
 from instab.environments.registry import Environment, EnvOutput, parse
 from instab.io.labels import LabeledImage, read_labels_csv
+from instab.isp import rawfile
 from instab.metrics.instability import instability
 from instab.studies.result import to_plain
 
@@ -187,9 +187,9 @@ def _classifier(model: ModelLike, threads: int | None) -> tuple[Any, str]:
     return clf, clf.model.name
 
 
-def _load_image(path: Path) -> tuple[np.ndarray | None, str | None]:
+def _load_image(path: Path) -> tuple[np.ndarray | rawfile.RawImage | None, str | None]:
     try:
-        return decode(path), None
+        return rawfile.decode(path, raw="keep"), None  # a raw file stays raw for isp:/device:
     except Exception as exc:  # a corrupt file is a per-item error
         return None, f"{path.name}: {type(exc).__name__}: {exc}"
 
@@ -247,7 +247,8 @@ def run_environments(
             originals = [im for im, _ in loaded]
             errors += [err for _, err in loaded if err]
             for j, env in enumerate(envs):
-                out = env.apply(originals, seed=seed, threads=threads, first_index=start)
+                inputs = rawfile.for_environment(originals, env.accepts_raw)
+                out = env.apply(inputs, seed=seed, threads=threads, first_index=start)
                 if out.sizes is not None:
                     sizes[start : start + len(part), j] = out.sizes
                 ok = [i for i, im in enumerate(out.images) if im is not None]

@@ -38,6 +38,7 @@ from instab._shared.validation import check_threads
 from instab.environments.isp_kinds import IspEnvironment, develop_libraw
 from instab.inference.classifier import Classifier
 from instab.io.labels import read_labels_csv
+from instab.isp import rawfile
 from instab.metrics.instability import instability
 from instab.metrics.labels import normalize_label_sets
 from instab.studies.result import to_plain
@@ -228,18 +229,20 @@ def _rates(pred: np.ndarray, labels: Any) -> tuple[float, float, np.ndarray, np.
 
 
 def isp_table(
-    images: Sequence[np.ndarray], labels: Any, classifier: Any, isps: Sequence[str] = DEFAULT_ISPS,
+    images: Sequence[np.ndarray | isp.RawImage], labels: Any, classifier: Any, isps: Sequence[str] = DEFAULT_ISPS,
     seed: int = 0, shot_noise: float = SHOT_NOISE, read_noise: float = READ_NOISE,
 ) -> IspTable:
     """Accuracy per ISP and instability across ISPs (the source study's Table 4 shape).
 
     Every ISP develops the same simulated capture of each image: unprocessing and
     noise are keyed by (seed, image index), and each name gets the noise unless it
-    sets its own ``shot=``/``read=``. ``labels``: int [n], or one set of correct
-    classes per image.
+    sets its own ``shot=``/``read=``. A real raw capture (:class:`instab.isp.RawImage`)
+    is developed by each ISP from its own mosaic, with no added noise; its
+    "original" is the default development (:func:`instab.isp.develop_default`).
+    ``labels``: int [n], or one set of correct classes per image.
     """
     t0 = time.perf_counter()
-    original = _predict(classifier, images, 5)
+    original = _predict(classifier, rawfile.for_environment(list(images), False), 5)
     orig1, orig5 = _share_correct(original, labels, 1), _share_correct(original, labels, 5)
     preds, errors = [], []
     for name in isps:
@@ -398,10 +401,11 @@ def isp_experiment(
     """
     check_threads(threads)
     items, errors = read_labels_csv(labels_csv, images_dir, limit)
-    pixels, label_sets = [], []
+    pixels: list[np.ndarray | isp.RawImage] = []
+    label_sets = []
     for it in items:
         try:
-            pixels.append(decode(str(it.path)))
+            pixels.append(rawfile.decode(it.path, raw="keep"))  # real raw files go to each ISP as they are
         except Exception as exc:  # a corrupt file is left out, the rest go on
             errors.append(f"{it.path.name}: cannot read ({type(exc).__name__}: {exc})")
             continue
@@ -412,7 +416,8 @@ def isp_experiment(
     table = isp_table(pixels, label_sets, clf, seed=seed)
     report(progress, "isp", 1, 2, "parts")
     errors += [f"{name}: failed on {n} images" for name, n in zip(table.isps, table.errors, strict=True) if n]
-    mitigation = raw_mitigation(pixels, label_sets, clf, seed=seed)
+    # The mitigation simulates two captures of one scene: a real raw file enters it developed by default.
+    mitigation = raw_mitigation(rawfile.for_environment(pixels, False), label_sets, clf, seed=seed)
     report(progress, "isp", 2, 2, "parts")
     return IspStudy(table, mitigation, errors)
 

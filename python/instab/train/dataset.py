@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 
 from instab import environments
-from instab._shared.decode import decode
 from instab._shared.onnx_graph import graph_inputs, static_dims
 from instab.inference.preprocessing import preprocess
 from instab.io.labels import read_labels_csv
+from instab.isp.rawfile import decode
 
 Perturb = Callable[[np.ndarray, int, int], np.ndarray]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from instab._shared.decode import decode
+from instab.isp.rawfile import decode  # raw files too: their thumbnail is the default development
 
 #: Unstable images shown by default (all of them are in per_image.csv).
 GALLERY_LIMIT = 60

@@ -10,12 +10,14 @@ from pathlib import Path
 
 from instab import models as _models
 from instab._shared import provenance
+from instab._shared.decode import is_raw_path
 from instab._shared.progress import Progress, report
 from instab._shared.provenance import utc_now
 from instab._shared.validation import check_threads
-from instab.inference.classifier import Classifier
+from instab.inference.classifier import Classifier, Prediction
 from instab.io.manifest import Manifest, ManifestRow, read_manifest
 from instab.io.store import Key, ResultRow, ResultStore, StoredItem, StoreWriteError, model_hash
+from instab.isp import rawfile
 
 
 class ScoreInterrupted(KeyboardInterrupt):
@@ -173,27 +175,37 @@ def _score(store: ResultStore, m: _models.Model, todo: list[ManifestRow], summar
         return
     classifier = Classifier(m, threads=threads, batch_size=batch_size)
     t0 = time.perf_counter()
-    for start, part in classifier.iter_predict([r.path for r in todo], k, batch_size=batch_size):
-        rows = []
-        for i, err in enumerate(part.errors):
-            r = todo[start + i]
-            ok = err is None
-            rows.append(ResultRow(
-                m.name, r.image_id, r.environment, r.repeat, _abspath(r), r.labels, r.group,
-                part.classes[i].tolist() if ok else None, part.scores[i].tolist() if ok else None, err,
-                summary.model_hash, k,
-            ))
-            if not ok:
-                summary.failed.append(f"{r.image_id} [{r.environment}] {r.path}: {err}")
-        rejected: list[str] = []
-        store.write(rows, replace=True, rejected=rejected)  # a stale row is overwritten in place
-        summary.failed += rejected
-        summary.scored += sum(e is None for e in part.errors) - len(rejected)
-        summary.seconds = time.perf_counter() - t0
-        done_now = start + len(part)
-        report(progress, "scored", done_now, len(todo), "images",
-               f"{done_now / max(summary.seconds, 1e-9):.1f} images/s")
+    # The classifier reads encoded images only: camera raw files are developed here, one batch at a time.
+    step = batch_size if any(is_raw_path(r.path) for r in todo) else len(todo)
+    for base in range(0, len(todo), step):
+        items, raw_errors = rawfile.develop_paths([r.path for r in todo[base : base + step]])
+        for start, part in classifier.iter_predict(items, k, batch_size=batch_size):
+            part.errors[:] = [raw_errors.get(start + i, e) for i, e in enumerate(part.errors)]
+            _store_part(store, m.name, todo, base + start, part, summary, k)
+            summary.seconds = time.perf_counter() - t0
+            done_now = base + start + len(part)
+            report(progress, "scored", done_now, len(todo), "images",
+                   f"{done_now / max(summary.seconds, 1e-9):.1f} images/s")
 
+
+def _store_part(store: ResultStore, model: str, todo: list[ManifestRow], start: int, part: Prediction,
+                summary: ScoreSummary, k: int) -> None:
+    """Write one scored batch (rows ``todo[start:]``) into ``store`` and count it in ``summary``."""
+    rows = []
+    for i, err in enumerate(part.errors):
+        r = todo[start + i]
+        ok = err is None
+        rows.append(ResultRow(
+            model, r.image_id, r.environment, r.repeat, _abspath(r), r.labels, r.group,
+            part.classes[i].tolist() if ok else None, part.scores[i].tolist() if ok else None, err,
+            summary.model_hash, k,
+        ))
+        if not ok:
+            summary.failed.append(f"{r.image_id} [{r.environment}] {r.path}: {err}")
+    rejected: list[str] = []
+    store.write(rows, replace=True, rejected=rejected)  # a stale row is overwritten in place
+    summary.failed += rejected
+    summary.scored += sum(e is None for e in part.errors) - len(rejected)
 
 __all__ = [
     "ScoreInterrupted",

@@ -6,16 +6,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from PIL import Image
 
-from instab._shared.decode import decode
 from instab._shared.progress import Progress, report
 from instab._shared.validation import check_threads
 from instab.environments.registry import Environment, parse
 from instab.io.labels import LabeledImage
 from instab.io.manifest import ManifestRow, write_manifest
+from instab.isp import rawfile
 
 
 @dataclass
@@ -76,17 +76,18 @@ def simulate(
     total, done = len(images) * len(envs) * repeats, 0
     for start in range(0, len(images), chunk):
         part = images[start : start + chunk]
-        pixels: list[np.ndarray | None] = []
+        pixels: list[Any] = []  # uint8 images, camera raw captures (isp.RawImage) or None
         for item in part:
             try:
-                pixels.append(decode(str(item.path)))
+                pixels.append(rawfile.decode(item.path, raw="keep"))  # a raw file: an isp.RawImage
             except Exception as exc:  # a corrupt input is recorded, the rest go on
                 pixels.append(None)
                 summary.errors.append(f"{item.path.name}: cannot read ({type(exc).__name__}: {exc})")
         for env in envs:
             for r in range(repeats):
                 name, env_r = _with_shot(env, r)
-                result = env_r.apply(pixels, seed=seed + (0 if name.startswith("device:") else r),
+                inputs = rawfile.for_environment(pixels, env_r.accepts_raw)  # developed unless isp:/device:
+                result = env_r.apply(inputs, seed=seed + (0 if name.startswith("device:") else r),
                                      threads=threads, first_index=start)
                 folder = out / slug(str(env))
                 folder.mkdir(exist_ok=True)
