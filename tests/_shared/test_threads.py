@@ -30,7 +30,7 @@ from instab.cli.main import main
 from instab.environments import codecs, devices, distort, parse
 from instab.environments.decoders import decode_images
 from instab.environments.isp_kinds import IspEnvironment
-from instab.environments.registry import Chain
+from instab.environments.registry import Chain, map_images
 from instab.environments.resizers import resize_roundtrip
 from instab.inference.litert import LiteRTSession
 from instab.inference.resizers import resize_crop
@@ -144,6 +144,8 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.environments.isp_kinds:IspEnvironment.apply":
         lambda t: _env("isp:libraw-ahd").apply(list(IMAGES), threads=t),
     "instab.environments.registry:Chain.apply": lambda t: _env("gamma:g=2+png").apply(IMAGES, threads=t),
+    "instab.environments.registry:map_images":
+        lambda t: map_images(IMAGES, lambda i, im: (im, None), "copy", threads=t),
     "instab.environments.decoders:DecoderEnvironment.apply":
         lambda t: _env("decode:pillow-draft").apply(list(IMAGES), threads=t),
     "instab.environments.decoders:decode_images":

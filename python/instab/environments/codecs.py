@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +36,7 @@ from PIL import Image
 
 from instab._native import core
 from instab._shared.decode import decode, register_heif
-from instab._shared.validation import check_threads
-from instab.environments.registry import Environment, EnvOutput, Spec, image_items, parse, register
+from instab.environments.registry import Environment, EnvOutput, Spec, map_images, parse, register
 
 FORMATS = ("jpeg", "png", "webp", "heif", "avif")
 _PIL_FORMAT = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "heif": "HEIF", "avif": "AVIF"}
@@ -128,38 +126,18 @@ def roundtrip_settings(
     images: Any, settings: CodecSettings, seed: int = 0, threads: int | None = None, first_index: int = 0
 ) -> EnvOutput:
     """Encode and decode every image with ``settings``; see the module docstring."""
-    items, is_batch, item_errors = image_items(images)
-    n = len(items)
-    workers = max(1, min(check_threads(threads), n))
+    # a bad kind of input is refused by map_images; draw one quality per item it will see
+    n = len(images) if isinstance(images, (list, tuple, np.ndarray)) else 0
     qualities = draw_qualities(settings.quality, n, seed, first_index)
 
-    def one(i: int) -> tuple[np.ndarray | None, int, str | None]:
-        im = items[i]
-        if im is None:
-            return None, -1, item_errors[i]
-        try:
-            data = encode(im, settings.fmt, **settings.save_options(qualities[i]))
-            out = decode(data, channels=im.shape[-1])
-            if out.shape != im.shape:
-                raise ValueError(f"decoded shape {out.shape} differs from the input's {im.shape}")
-            return out, len(data), None
-        except Exception as exc:  # a per-item error: the batch goes on
-            return None, -1, f"{settings.fmt}: {type(exc).__name__}: {exc}"
+    def one(i: int, im: np.ndarray) -> tuple[np.ndarray, int]:
+        data = encode(im, settings.fmt, **settings.save_options(qualities[i]))
+        out = decode(data, channels=im.shape[-1])
+        if out.shape != im.shape:
+            raise ValueError(f"decoded shape {out.shape} differs from the input's {im.shape}")
+        return out, len(data)
 
-    if workers <= 1:
-        results = [one(i) for i in range(n)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, range(n)))
-    sizes = np.array([r[1] for r in results], dtype=np.int64)
-    errors = [r[2] for r in results]
-    if is_batch:
-        batch = np.zeros(np.asarray(images).shape, dtype=np.uint8)
-        for i, r in enumerate(results):
-            if r[0] is not None:
-                batch[i] = r[0]
-        return EnvOutput(batch, sizes, errors)
-    return EnvOutput([r[0] for r in results], sizes, errors)
+    return map_images(images, one, settings.fmt, threads=threads)
 
 
 def roundtrip(

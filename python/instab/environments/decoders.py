@@ -32,7 +32,6 @@ from __future__ import annotations
 import importlib
 import io
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -40,9 +39,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from instab._shared.validation import check_threads
 from instab.environments.codecs import encode
-from instab.environments.registry import Environment, EnvOutput, Spec, image_items, register
+from instab.environments.registry import Environment, EnvOutput, Spec, map_images, register
 
 DECODERS = ("pillow", "pillow-draft", "opencv", "libjpeg-turbo")
 DCTS = ("islow", "ifast")
@@ -156,38 +154,13 @@ def decode_images(images: Any, settings: DecoderSettings, threads: int | None = 
     EnvOutput
         Decoded images, the JPEG sizes in bytes (-1 for a failed item), per-item errors.
     """
-    items, is_batch, item_errors = image_items(images)
-    n = len(items)
-    workers = max(1, min(check_threads(threads), n))
     decoder = settings.decoder_function()
 
-    def one(i: int) -> tuple[np.ndarray | None, int, str | None]:
-        im = items[i]
-        if im is None:
-            return None, -1, item_errors[i]
-        try:
-            data = settings.encode(im)
-            out = decoder(data, im.shape[-1])
-            if is_batch and out.shape != im.shape:
-                raise ValueError(f"decoded shape {out.shape} differs from the batch's {im.shape}; pass a list")
-            return out, len(data), None
-        except Exception as exc:  # a per-item error: the batch goes on
-            return None, -1, f"decode:{settings.decoder}: {type(exc).__name__}: {exc}"
+    def one(i: int, im: np.ndarray) -> tuple[np.ndarray, int]:
+        data = settings.encode(im)
+        return decoder(data, im.shape[-1]), len(data)
 
-    if workers <= 1:
-        results = [one(i) for i in range(n)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, range(n)))
-    sizes = np.array([r[1] for r in results], dtype=np.int64)
-    errors = [r[2] for r in results]
-    if is_batch:
-        batch = np.zeros(np.asarray(images).shape, dtype=np.uint8)
-        for i, r in enumerate(results):
-            if r[0] is not None:
-                batch[i] = r[0]
-        return EnvOutput(batch, sizes, errors)
-    return EnvOutput([r[0] for r in results], sizes, errors)
+    return map_images(images, one, f"decode:{settings.decoder}", threads=threads)
 
 
 class DecoderEnvironment(Environment):

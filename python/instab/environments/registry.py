@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -309,6 +310,54 @@ def image_items(images: Any, name: str = "images") -> tuple[list[np.ndarray | No
     return out, False, errors
 
 
+def map_images(
+    images: Any,
+    transform: Callable[[int, np.ndarray], tuple[np.ndarray, int | None]],
+    what: str,
+    *,
+    threads: int | None = None,
+    sizes: bool = True,
+) -> EnvOutput:
+    """Run ``transform(index, image) -> (image, encoded size or None)`` on every usable item, on a thread pool.
+
+    The one per-image loop of the environments that work image by image (codecs,
+    decoders, resizers): unusable items and exceptions become per-item errors
+    (prefixed with ``what``), a batch array comes back as one (an output of another
+    shape than its input is an error there: pass a list), a list as a list.
+    ``sizes=False`` leaves ``EnvOutput.sizes`` None (transforms that encode nothing).
+    """
+    items, is_batch, item_errors = image_items(images)
+    n = len(items)
+    workers = max(1, min(check_threads(threads), n))
+
+    def one(i: int) -> tuple[np.ndarray | None, int, str | None]:
+        im = items[i]
+        if im is None:
+            return None, -1, item_errors[i]
+        try:
+            out, size = transform(i, im)
+            if is_batch and out.shape != im.shape:
+                raise ValueError(f"output shape {out.shape} differs from the batch's {im.shape}; pass a list")
+            return out, -1 if size is None else size, None
+        except Exception as exc:  # a per-item error: the batch goes on
+            return None, -1, f"{what}: {type(exc).__name__}: {exc}"
+
+    if workers <= 1:
+        results = [one(i) for i in range(n)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(one, range(n)))
+    sizes_out = np.array([r[1] for r in results], dtype=np.int64) if sizes else None
+    errors = [r[2] for r in results]
+    if is_batch:
+        batch = np.zeros(np.asarray(images).shape, dtype=np.uint8)
+        for i, r in enumerate(results):
+            if r[0] is not None:
+                batch[i] = r[0]
+        return EnvOutput(batch, sizes_out, errors)
+    return EnvOutput([r[0] for r in results], sizes_out, errors)
+
+
 def _usable_item(im: Any, name: str) -> tuple[np.ndarray | None, str | None]:
     """(the uint8 HWC image, None), or (None, why it cannot be used)."""
     if im is None:
@@ -330,6 +379,7 @@ __all__ = [
     "as_image_list",
     "image_items",
     "known_kinds",
+    "map_images",
     "mix_seed",
     "parse",
     "parse_spec",

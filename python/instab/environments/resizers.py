@@ -16,13 +16,11 @@ parallel threads and the result does not depend on the thread count.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from instab._shared.validation import check_threads
-from instab.environments.registry import Environment, EnvOutput, Spec, image_items, register
+from instab.environments.registry import Environment, EnvOutput, Spec, map_images, register
 from instab.inference.resizers import RESIZERS, check_resizer, resize_image
 
 __all__ = ["DEFAULT_SCALE", "ResizeEnvironment", "resize_roundtrip"]
@@ -44,32 +42,11 @@ def resize_roundtrip(images: Any, resizer: str, scale: float = DEFAULT_SCALE, th
     """
     resizer = check_resizer(resizer)
     scale = _check_scale(scale)
-    items, is_batch, item_errors = image_items(images)
-    n = len(items)
-    workers = max(1, min(check_threads(threads), n))
 
-    def one(i: int) -> tuple[np.ndarray | None, str | None]:
-        im = items[i]
-        if im is None:
-            return None, item_errors[i]
-        try:
-            return _roundtrip_one(im, resizer, scale), None
-        except Exception as exc:  # a per-item error: the batch goes on
-            return None, f"resize:{resizer}: {type(exc).__name__}: {exc}"
+    def one(i: int, im: np.ndarray) -> tuple[np.ndarray, None]:
+        return _roundtrip_one(im, resizer, scale), None
 
-    if workers <= 1:
-        results = [one(i) for i in range(n)]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(one, range(n)))
-    errors = [r[1] for r in results]
-    if is_batch:
-        batch = np.zeros(np.asarray(images).shape, dtype=np.uint8)
-        for i, r in enumerate(results):
-            if r[0] is not None:
-                batch[i] = r[0]
-        return EnvOutput(batch, None, errors)
-    return EnvOutput([r[0] for r in results], None, errors)
+    return map_images(images, one, f"resize:{resizer}", threads=threads, sizes=False)
 
 
 def _check_scale(scale: Any) -> float:
