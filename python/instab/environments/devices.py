@@ -219,7 +219,20 @@ BUILTIN: dict[str, DeviceProfile] = {
         DeviceProfile("phone-webp", demosaic="ha", gamma="bt709", saturation=1.1, sharpen=0.2, codec="webp:q=80"),
     )
 }
-_PROFILES: dict[str, DeviceProfile] = dict(BUILTIN)
+#: Two more phones, outside the built-in five: ``instab mitigate`` never trains on them and evaluates
+#: on them, to show that what it learns carries to phones it has not seen.
+HELD_OUT: dict[str, DeviceProfile] = {
+    p.name: p
+    for p in (
+        # A small sensor at high gain: strong noise, cheap demosaic, bluish cast, hard JPEG 4:2:0.
+        DeviceProfile("phone-night", demosaic="bilinear", wb_error=(1.0, 1.0, 1.08), shot_noise=1.5e-3,
+                      read_noise=1e-5, sharpen=0.5, codec="jpeg:q=75,subsampling=420"),
+        # A warm, flat rendering (no tone curve, low saturation), heavy sharpening, WebP at quality 60.
+        DeviceProfile("phone-warm", demosaic="ha", wb_error=(1.08, 1.0, 0.92), tone="none", saturation=0.9,
+                      sharpen=1.0, codec="webp:q=60"),
+    )
+}
+_PROFILES: dict[str, DeviceProfile] = {**BUILTIN, **HELD_OUT}
 
 
 def builtin_names() -> list[str]:
@@ -349,5 +362,5 @@ class DeviceEnvironment(Environment):
 
 register("device")(DeviceEnvironment)
 
-__all__ = ["DeviceProfile", "DeviceEnvironment", "BUILTIN", "SENSOR_KEYS", "builtin_names", "names", "get",
+__all__ = ["DeviceProfile", "DeviceEnvironment", "BUILTIN", "HELD_OUT", "SENSOR_KEYS", "builtin_names", "names", "get",
            "load_profiles", "from_raw", "profile_toml", "unsharp"]

@@ -122,17 +122,22 @@ class FineTuner:
             probs /= probs.sum(axis=1, keepdims=True)
         return probs[:, self.class_offset : self.class_offset + self.num_classes].astype(np.float32)
 
-    def measure_model(self, model: models.Model, views: Views, labels: Sequence[Sequence[int]]) -> dict[str, Any]:
-        """Top-1 measures of a whole model (e.g. int8) on the uint8 views, fed as the backbone is (no re-crop)."""
+    def rank_images(self, model: models.Model, views: Views, k: int = 5) -> np.ndarray:
+        """Ranked top-k classes [n, views, k] of a whole model (e.g. int8) on the uint8 views, fed as the backbone
+        is (no re-crop); -1 where a capture failed."""
         runner = FeatureRunner(model.proto, self.config.threads)
         ranked = []
         for im, ok in zip(views.images, views.ok, strict=True):
             probs = runner(self.to_input(im))
             probs = probs.reshape(len(probs), -1)[:, self.class_offset : self.class_offset + self.num_classes]
-            cls = top_k_classes(probs.astype(np.float32), 5)
+            cls = top_k_classes(probs.astype(np.float32), k)
             cls[~ok] = -1
             ranked.append(cls)
-        return measure(np.stack(ranked, axis=1), labels, 1)
+        return np.stack(ranked, axis=1)
+
+    def measure_model(self, model: models.Model, views: Views, labels: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """Top-1 measures of a whole model (e.g. int8) on the uint8 views (:meth:`rank_images`)."""
+        return measure(self.rank_images(model, views), labels, 1)
 
 
 __all__ = ["FineTuner", "as_float_model"]

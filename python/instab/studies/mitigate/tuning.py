@@ -1,0 +1,81 @@
+"""The two fine-tunings of ``instab mitigate`` (plain and stabilized) on the same data and schedule, and the
+choice of alpha on the validation images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from instab.studies.mitigation.finetune import FineTuner
+
+
+@dataclass
+class Pairs:
+    """Training features: x (the first device's view) and x' per noise draw, with the soft targets."""
+
+    x: np.ndarray | list[np.ndarray]  # features of x, or of x per draw (devices scheme)
+    noisy: list[np.ndarray]  # features of x' per draw (empty for --noise none)
+    targets: np.ndarray  # float32 [n, classes]: labels mixed with the start model's probabilities
+
+    def rows(self, idx: np.ndarray) -> Pairs:
+        """The pairs of rows ``idx``."""
+        x = [v[idx] for v in self.x] if isinstance(self.x, list) else self.x[idx]
+        return Pairs(x, [v[idx] for v in self.noisy], self.targets[idx])
+
+
+def soft_targets(tuner: FineTuner, x: np.ndarray, labels: np.ndarray, distill: float) -> np.ndarray:
+    """``(1 - distill) * one_hot(labels) + distill * p_start(x)``: the targets that keep what the start model
+    knows of every other class (distillation, as in learning without forgetting)."""
+    targets = np.zeros((len(labels), tuner.num_classes), np.float32)
+    targets[np.arange(len(labels)), labels] = 1.0
+    if distill > 0:
+        targets = (1.0 - distill) * targets + distill * tuner.soft_targets(x)
+    return targets.astype(np.float32)
+
+
+def fit_plain(tuner: FineTuner, pairs: Pairs) -> onnx.ModelProto:
+    """The plain fine-tune: the same targets and schedule, no stability term (the control)."""
+    x = pairs.x[0] if isinstance(pairs.x, list) else pairs.x
+    return tuner.fit("ce", 0.0, x, pairs.targets, None)
+
+
+def fit_stable(tuner: FineTuner, loss: str, alpha: float, pairs: Pairs) -> onnx.ModelProto:
+    """The stabilized fine-tune: cross-entropy on x plus ``alpha`` times the stability loss between x and x'."""
+    return tuner.fit(loss, alpha, pairs.x, pairs.targets, pairs.noisy)
+
+
+def choose_alpha(tuner: FineTuner, loss: str, grid: tuple[float, ...], fit: Pairs,
+                 score: Callable[[onnx.ModelProto], dict[str, float]], log: Callable[[str], None],
+                 keep: dict[str, onnx.ModelProto]) -> tuple[float, list[dict[str, Any]]]:
+    """The alpha of ``grid`` whose model, trained on ``fit``, scores best on validation.
+
+    ``score(head)`` returns the validation ``instability`` and ``accuracy``; a model's
+    score is its instability plus any accuracy it loses against the plain fine-tune on
+    the same rows, so a setting that buys stability with accuracy is not chosen.
+    The plain model and the chosen one are kept in ``keep`` (``"plain"``, ``"stable"``):
+    they are the run's results, not retrained.
+    """
+    keep["plain"] = fit_plain(tuner, fit)
+    plain = score(keep["plain"])
+    records = [{"alpha": 0.0, **plain}]
+    log(f"  validation, plain fine-tune: instability {plain['instability']:.4f}, accuracy {plain['accuracy']:.4f}")
+    best: tuple[float, float] | None = None
+    for alpha in grid:
+        head = fit_stable(tuner, loss, alpha, fit)
+        m = score(head)
+        value = m["instability"] + max(0.0, plain["accuracy"] - m["accuracy"])
+        records.append({"alpha": alpha, **m, "score": value})
+        log(f"  validation, {loss} alpha={alpha:g}: instability {m['instability']:.4f}, "
+            f"accuracy {m['accuracy']:.4f}")
+        if best is None or value < best[0]:
+            best = (value, alpha)
+            keep["stable"] = head
+    assert best is not None
+    return best[1], records
+
+
+__all__ = ["Pairs", "choose_alpha", "fit_plain", "fit_stable", "soft_targets"]
