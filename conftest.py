@@ -39,6 +39,11 @@ def samples_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def imagenette_dir(shared_dir: Path) -> Path:
+    return _require(shared_dir / "data" / "imagenette")
+
+
+@pytest.fixture(scope="session")
 def models_dir(shared_dir: Path) -> Path:
     return _require(shared_dir / "models")
 

@@ -60,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "not trained on (0 = labels only) (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="(default: %(default)s)")
     p.add_argument("--eval-fraction", type=float, default=d.eval_fraction, help="(default: %(default)s)")
+    p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 copies")
     p.add_argument("--limit", type=int, help="use only the first N rows of the labels CSV")
     p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--threads", type=int, help="worker threads (default: all cores)")
@@ -76,8 +77,8 @@ def _options(args: argparse.Namespace) -> MitigateOptions:
     return MitigateOptions(
         device=args.device, pair_device=args.pair_device, loss=args.loss, noise=args.noise, alpha=args.alpha,
         alphas=alphas, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable,
-        distill=args.distill, val_fraction=args.val_fraction, eval_fraction=args.eval_fraction, seed=args.seed,
-        threads=args.threads)
+        distill=args.distill, val_fraction=args.val_fraction, eval_fraction=args.eval_fraction, int8=args.int8,
+        seed=args.seed, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,12 +94,12 @@ def run(args: argparse.Namespace) -> int:
     result = run_mitigate(args.model, args.images, args.labels, options, pair_images=args.pair_images,
                           retain_images=args.retain_images, retain_labels=args.retain_labels, limit=args.limit,
                           log=log)
-    result.write(out)
+    written = result.write(out)
     if args.json:
         print_json(result.to_dict())
     else:
         print(result.to_text())
-        print(f"wrote {out}/model.onnx, model_int8.onnx, mitigation.json, report.html")
+        print(f"wrote {', '.join(str(p) for p in written.values())}")
     errors = result.meta["errors"]
     if errors:
         print_problems("instab mitigate: images", errors)

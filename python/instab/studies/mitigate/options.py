@@ -52,7 +52,8 @@ class MitigateOptions:
     distill: float = 0.5
     val_fraction: float = 0.1
     eval_fraction: float = 0.3
-    calibration: int = 128
+    calibration: int = 128  # training views (half from each device) that calibrate the int8 copies
+    int8: bool = True  # write and measure int8 copies (re-quantized) of every model
     seed: int = 0
     threads: int | None = None
 

@@ -71,7 +71,8 @@ class MitigateResult:
 
     def write(self, out: str | Path) -> dict[str, Path]:
         """Write ``model.onnx`` (the stabilized model, or the plain one for ``--noise none``),
-        ``model_int8.onnx``, ``plain.onnx``, ``mitigation.json`` and ``report.html`` into the new folder ``out``.
+        ``model_int8.onnx`` (unless int8 was off), ``plain.onnx``, ``mitigation.json`` and ``report.html``
+        into the new folder ``out``; return the paths by file name.
 
         The files are written into a temporary folder beside ``out`` that is renamed at
         the end, so ``out`` never holds half a result; an existing ``out`` is refused.
@@ -84,7 +85,8 @@ class MitigateResult:
         try:
             best = "stable" if "stable" in self.models else "plain"
             self.models[best].save(tmp / "model.onnx")
-            self.int8_models[best].save(tmp / "model_int8.onnx")
+            if best in self.int8_models:
+                self.int8_models[best].save(tmp / "model_int8.onnx")
             if best == "stable":
                 self.models["plain"].save(tmp / "plain.onnx")
             (tmp / "mitigation.json").write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
@@ -93,8 +95,7 @@ class MitigateResult:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        names = ["model.onnx", "model_int8.onnx", "mitigation.json", "report.html"]
-        return {n: out / n for n in names}
+        return {p.name: p for p in sorted(out.iterdir())}
 
 
 __all__ = ["ROW_NAMES", "MitigateResult"]

@@ -151,8 +151,12 @@ def run_mitigate(model: Any, images: str | Path, labels: str | Path, options: Mi
     rows = {name: evaluate(tuner, head, views.evaluation) for name, head in heads.items()}
     tuned = {name: models.Model(tuner.full_model(h), start.spec, f"{start.name}-{name}")
              for name, h in heads.items() if name != "input"}
-    calibration = np.concatenate([v[fit_rows][: options.calibration // 2] for v in views.train.views.images[:2]])
-    int8 = quantize_and_evaluate(tuner, {"input": start, **tuned}, calibration, views.evaluation, log)
+    int8: dict[str, Any] = {}
+    if options.int8:
+        # Calibrated on both devices' views: activations of either device fit the int8 ranges.
+        per_view = max(1, options.calibration // 2)
+        calibration = np.concatenate([v[fit_rows][:per_view] for v in views.train.views.images[:2]])
+        int8 = quantize_and_evaluate(tuner, {"input": start, **tuned}, calibration, views.evaluation, log)
     timings["seconds"] = time.perf_counter() - t0
     meta = {
         "model": getattr(start, "name", str(model)), "options": asdict(options), "views": [views.first, views.second],
