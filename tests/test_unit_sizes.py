@@ -17,8 +17,8 @@ import pytest
 import instab
 
 ROOT = Path(instab.__file__).parent
-LAYERS = ("_shared", "metrics", "models", "inference", "isp", "environments", "io", "workflow", "train", "studies",
-          "cli")
+LAYERS = ("_shared", "metrics", "models", "inference", "isp", "environments", "io", "workflow", "capture", "train",
+          "studies", "cli")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_CODE_LINES = 100  # without the docstring: numpydoc examples may run long
 MAX_STEP_LINES = 60  # the named steps of the training-graph build

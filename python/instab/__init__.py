@@ -21,11 +21,12 @@ _LAZY = {
     "preprocess": "instab.inference.preprocessing",
     "decode": "instab.isp.rawfile",  # camera raw files included; other files go to _shared.decode
 }
-_SUBPACKAGES = ("environments", "inference", "io", "isp", "metrics", "models", "studies", "train", "workflow")
+_SUBPACKAGES = ("capture", "environments", "inference", "io", "isp", "metrics", "models", "studies", "train",
+                "workflow")
 
 if TYPE_CHECKING:
     __version__: str
-    from instab import environments, inference, io, isp, metrics, models, studies, train, workflow
+    from instab import capture, environments, inference, io, isp, metrics, models, studies, train, workflow
     from instab.inference.classifier import Classifier, Prediction
     from instab.inference.preprocessing import preprocess
     from instab.isp.rawfile import decode
@@ -64,6 +65,7 @@ __all__ = [
     "InstabilityResult",
     "Prediction",
     "__version__",
+    "capture",
     "decode",
     "environments",
     "inference",

@@ -19,8 +19,8 @@ def folder(tmp_path):
 def test_every_command_module_is_wired():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001 -- argparse has no public query
-    assert list(sub.choices) == ["demo", "simulate", "characterize", "score", "report", "export", "train", "models",
-                                 "envs", "devices"]
+    assert list(sub.choices) == ["demo", "simulate", "characterize", "score", "report", "export", "mitigate", "train",
+                                 "models", "envs", "devices", "capture"]
     for command in COMMANDS:
         name = command.__name__.rsplit(".", 1)[1]
         assert sub.choices[name].get_default("func") is command.run

@@ -180,9 +180,10 @@ def test_mitigate_writes_a_drop_in_model_its_int8_copy_and_a_report(mitigated, m
     assert pred.classes.shape == (2, 1)
 
     data = json.loads((out / "mitigation.json").read_text())
-    assert set(data["rows"]) == {"input", "plain", "stable"} == set(data["int8_rows"])
-    assert data["meta"]["alpha"] in (1.0, 3.0) and len(data["meta"]["alpha_search"]) == 3
-    assert data["meta"]["split"]["eval"] >= 3 and data["meta"]["n_retention"] > 30
+    assert set(data["rows"]) == {"input", "plain", "stable"} and set(data["int8_rows"]) == {"input", "stable"}
+    assert data["meta"]["alpha"] in (1.0, 3.0) and len(data["meta"]["alpha_search"]) == 4  # input, plain, 2 alphas
+    assert data["meta"]["split"]["eval"] >= 3
+    assert data["meta"]["n_retention"] + data["meta"]["n_retention_guard"] > 30
     row = data["rows"]["input"]
     assert set(row["instability"]) == {"two_devices", "built_in", "held_out", "all"}
     assert len(row["accuracy"]) == 2 + 5 + 2
@@ -260,3 +261,34 @@ def test_bad_input_fails_cleanly_with_exit_2(small_set, imagenette_dir, tmp_path
         err = capsys.readouterr().err
         assert match in err and len(err.strip().splitlines()) == 1, err
     assert not any(p.name.startswith("o") for p in tmp_path.iterdir() if p.is_dir() and p.name != "exists")
+
+
+class _FakeTuner:
+    """Stands in for FineTuner in choose_alpha: a "head" is the text of how it was trained."""
+
+    head0 = "input"
+
+    def fit(self, loss, alpha, x, targets, noisy):
+        return f"{loss}:{alpha:g}"
+
+
+@pytest.mark.parametrize("retention, want", [
+    ({"kl:1": 0.79, "kl:3": 0.785, "kl:10": 0.70}, 3.0),  # 10 forgets 10 points: the best allowed is 3
+    ({"kl:1": 0.70, "kl:3": 0.70, "kl:10": 0.70}, 1.0),  # all forget: the smallest alpha
+    ({"kl:1": None, "kl:3": None, "kl:10": None}, 10.0),  # no retention images: the most stable
+])
+def test_choose_alpha_keeps_retention(retention, want):
+    from instab.studies.mitigate.tuning import choose_alpha
+
+    instab = {"input": 0.10, "ce:0": 0.08, "kl:1": 0.05, "kl:3": 0.03, "kl:10": 0.01}
+    no_guard = retention["kl:1"] is None
+    base = {"input": None if no_guard else 0.80, "ce:0": None if no_guard else 0.80}
+
+    def score(head):
+        return {"instability": instab[head], "accuracy": 0.9, "retention": {**base, **retention}[head]}
+
+    keep = {}
+    fit = Pairs(np.zeros((2, 1)), [np.zeros((2, 1))], np.zeros((2, 3), np.float32))
+    alpha, records = choose_alpha(_FakeTuner(), "kl", (10.0, 1.0, 3.0), fit, score, lambda _: None, keep)
+    assert alpha == want and keep == {"plain": "ce:0", "stable": f"kl:{want:g}"}
+    assert [r["model"] for r in records] == ["input", "plain", "stable", "stable", "stable"]

@@ -15,11 +15,24 @@ import sys
 from collections.abc import Sequence
 
 import instab
-from instab.cli import characterize, demo, devices, envs, export, models, report, score, simulate, train
+from instab.cli import (
+    capture,
+    characterize,
+    demo,
+    devices,
+    envs,
+    export,
+    mitigate,
+    models,
+    report,
+    score,
+    simulate,
+    train,
+)
 from instab.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, UsageError
 
 #: The command modules, in the order ``instab --help`` lists them; each has ``add_parser`` and ``run``.
-COMMANDS = (demo, simulate, characterize, score, report, export, train, models, envs, devices)
+COMMANDS = (demo, simulate, characterize, score, report, export, mitigate, train, models, envs, devices, capture)
 
 
 def build_parser() -> argparse.ArgumentParser:

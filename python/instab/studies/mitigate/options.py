@@ -50,6 +50,7 @@ class MitigateOptions:
     optimizer: str = "adam"
     trainable: str = "all"
     distill: float = 0.5
+    max_retention_drop: float = 0.02  # alpha is chosen among models that keep retention within this of the input's
     val_fraction: float = 0.1
     eval_fraction: float = 0.3
     calibration: int = 128  # training views (half from each device) that calibrate the int8 copies
@@ -85,6 +86,8 @@ class MitigateOptions:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer: expected one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0.0 <= self.max_retention_drop <= 1.0:
+            raise ValueError(f"max_retention_drop: expected a fraction in [0, 1], got {self.max_retention_drop!r}")
         if not 0.0 <= self.distill <= 1.0:
             raise ValueError(f"distill: expected a weight in [0, 1], got {self.distill!r}")
         if self.trainable != "all" and not str(self.trainable).startswith("last:"):

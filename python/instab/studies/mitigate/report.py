@@ -69,8 +69,10 @@ def html_page(result: MitigateResult) -> str:
         f"<td>{_pct(r['accuracy'][d])}</td>" for d in devices) + "</tr>" for title, r in _rows(result))
     summary = "".join(f"<li>{html.escape(k.replace('_', ' '))}: {_pct(v) if 'change' not in k else _pp(v)}</li>"
                       for k, v in result.summary().items())
-    search = "".join(f"<tr><td>{r['alpha']:g}</td><td>{_pct(r['instability'])}</td><td>{_pct(r['accuracy'])}</td></tr>"
-                     for r in meta.get("alpha_search", []))
+    search = "".join(
+        f"<tr><td>{html.escape(r['model'])}</td><td>{'' if r['alpha'] is None else format(r['alpha'], 'g')}</td>"
+        f"<td>{_pct(r['instability'])}</td><td>{_pct(r['accuracy'])}</td><td>{_pct(r['retention'])}</td>"
+        f"<td>{'' if r.get('allowed', True) else 'forgets too much'}</td></tr>" for r in meta.get("alpha_search", []))
     return (
         "<!doctype html><html lang='en'><meta charset='utf-8'><title>instab mitigate: before and after</title>"
         "<style>body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin:1em 0}"
@@ -79,7 +81,8 @@ def html_page(result: MitigateResult) -> str:
         f"<p>Model {html.escape(str(meta['model']))}; x through {html.escape(meta['views'][0])}, x' through "
         f"{html.escape(meta['views'][1])}; loss {html.escape(opts['loss'])}, noise {html.escape(opts['noise'])}, "
         f"alpha {meta['alpha']}; images {meta['split']} (train / validation / evaluation, split per class), "
-        f"{meta['n_retention']} retention images; seed {opts['seed']}; {meta['timings']['seconds']:.0f} s.</p>"
+        f"{meta['n_retention']} retention images measured ({meta['n_retention_guard']} more guard the choice "
+        f"of alpha); seed {opts['seed']}; {meta['timings']['seconds']:.0f} s.</p>"
         f"<h2>Headline</h2><ul>{summary}</ul>"
         "<h2>Instability and accuracy</h2><p>Instability: share of evaluation images right on some devices of the "
         "protocol and wrong on others. Protocols: " + "; ".join(f"<b>{k}</b> = {html.escape(v)}"
@@ -87,8 +90,10 @@ def html_page(result: MitigateResult) -> str:
         "<table><tr><th>model</th>" + "".join(f"<th>{html.escape(h)}</th>" for h, _ in cols) + "</tr>"
         + table + "</table><h2>Top-1 accuracy per device</h2><table><tr><th>model</th>"
         + "".join(f"<th>{html.escape(d)}</th>" for d in devices) + "</tr>" + acc + "</table>"
-        + ("<h2>Alpha on the validation images</h2><table><tr><th>alpha</th><th>instability</th><th>accuracy</th>"
-           "</tr>" + search + "</table>" if search else "")
+        + ("<h2>Alpha, chosen on the validation images</h2><p>Two-device instability and accuracy on the validation "
+           "images; retention on the half of the retention images kept for this choice (the table above measures "
+           "the other half).</p><table><tr><th>model</th><th>alpha</th><th>instability</th><th>accuracy</th>"
+           "<th>retention</th><th></th></tr>" + search + "</table>" if search else "")
         + "</html>"
     )
 

@@ -67,10 +67,14 @@ def _validation_score(tuner: FineTuner, views: AllViews):
     """score(head): instability between the two views and mean accuracy on the validation rows."""
     t = views.train
 
-    def score(head: Any) -> dict[str, float]:
+    def score(head: Any) -> dict[str, Any]:
         ranked = tuner.predict(head, t.views, t.val)[:, :2]
         m = measure(ranked, t.val_labels, 1)
-        return {"instability": m["instability"], "accuracy": m["accuracy"]}
+        retention = None
+        if views.retention_val is not None:
+            guard, labels = views.retention_val
+            retention = measure(tuner.predict(head, guard), labels, 1)["accuracy"]
+        return {"instability": m["instability"], "accuracy": m["accuracy"], "retention": retention}
 
     return score
 
@@ -141,7 +145,7 @@ def run_mitigate(model: Any, images: str | Path, labels: str | Path, options: Mi
         heads["plain"] = fit_plain(tuner, pairs)
     elif alpha is None:
         alpha, search = choose_alpha(tuner, options.loss, options.alphas[options.loss], pairs,
-                                     _validation_score(tuner, views), log, keep=heads)
+                                     _validation_score(tuner, views), log, heads, options.max_retention_drop)
     else:
         heads["plain"] = fit_plain(tuner, pairs)
         heads["stable"] = fit_stable(tuner, options.loss, alpha, pairs)
@@ -156,11 +160,14 @@ def run_mitigate(model: Any, images: str | Path, labels: str | Path, options: Mi
         # Calibrated on both devices' views: activations of either device fit the int8 ranges.
         per_view = max(1, options.calibration // 2)
         calibration = np.concatenate([v[fit_rows][:per_view] for v in views.train.views.images[:2]])
-        int8 = quantize_and_evaluate(tuner, {"input": start, **tuned}, calibration, views.evaluation, log)
+        # The plain model's int8 copy is left out: the int8 question is whether the stable model keeps its gain.
+        best = "stable" if "stable" in tuned else "plain"
+        int8 = quantize_and_evaluate(tuner, {"input": start, best: tuned[best]}, calibration, views.evaluation, log)
     timings["seconds"] = time.perf_counter() - t0
     meta = {
         "model": getattr(start, "name", str(model)), "options": asdict(options), "views": [views.first, views.second],
-        "split": split.sizes(), "n_retention": len(inputs.retention.labels) if inputs.retention else 0,
+        "split": split.sizes(), "n_retention": len(views.evaluation.retention_labels),
+        "n_retention_guard": len(views.retention_val[1]) if views.retention_val else 0,
         "alpha": alpha, "alpha_search": search, "timings": timings, "errors": inputs.data.errors,
         "provenance": record(started, models={start.name: model_hash(start)}, seeds={"seed": options.seed}),
     }

@@ -49,33 +49,42 @@ def fit_stable(tuner: FineTuner, loss: str, alpha: float, pairs: Pairs) -> onnx.
 
 
 def choose_alpha(tuner: FineTuner, loss: str, grid: tuple[float, ...], fit: Pairs,
-                 score: Callable[[onnx.ModelProto], dict[str, float]], log: Callable[[str], None],
-                 keep: dict[str, onnx.ModelProto]) -> tuple[float, list[dict[str, Any]]]:
+                 score: Callable[[onnx.ModelProto], dict[str, Any]], log: Callable[[str], None],
+                 keep: dict[str, onnx.ModelProto], max_retention_drop: float = 0.02) -> tuple[float, list[dict[str, Any]]]:
     """The alpha of ``grid`` whose model, trained on ``fit``, scores best on validation.
 
-    ``score(head)`` returns the validation ``instability`` and ``accuracy``; a model's
-    score is its instability plus any accuracy it loses against the plain fine-tune on
-    the same rows, so a setting that buys stability with accuracy is not chosen.
-    The plain model and the chosen one are kept in ``keep`` (``"plain"``, ``"stable"``):
-    they are the run's results, not retrained.
+    ``score(head)`` returns the validation ``instability``, ``accuracy`` and
+    ``retention`` (top-1 on held-back retention images, or None). A model's score is
+    its instability plus any accuracy it loses against the plain fine-tune on the same
+    rows; a model that forgets more than ``max_retention_drop`` of the start model's
+    retention accuracy is not chosen (when every one does, the smallest alpha is: it
+    forgets least). The plain model and the chosen one are kept in ``keep``
+    (``"plain"``, ``"stable"``): they are the run's results, not retrained.
     """
+    start = score(tuner.head0)
     keep["plain"] = fit_plain(tuner, fit)
     plain = score(keep["plain"])
-    records = [{"alpha": 0.0, **plain}]
-    log(f"  validation, plain fine-tune: instability {plain['instability']:.4f}, accuracy {plain['accuracy']:.4f}")
+    records = [{"alpha": None, "model": "input", **start}, {"alpha": 0.0, "model": "plain", **plain}]
+    log(f"  validation: input {_line(start)}; plain fine-tune {_line(plain)}")
     best: tuple[float, float] | None = None
-    for alpha in grid:
+    for alpha in sorted(grid):
         head = fit_stable(tuner, loss, alpha, fit)
         m = score(head)
         value = m["instability"] + max(0.0, plain["accuracy"] - m["accuracy"])
-        records.append({"alpha": alpha, **m, "score": value})
-        log(f"  validation, {loss} alpha={alpha:g}: instability {m['instability']:.4f}, "
-            f"accuracy {m['accuracy']:.4f}")
-        if best is None or value < best[0]:
-            best = (value, alpha)
+        allowed = m["retention"] is None or m["retention"] >= start["retention"] - max_retention_drop
+        records.append({"alpha": alpha, "model": "stable", **m, "score": value, "allowed": allowed})
+        log(f"  validation, {loss} alpha={alpha:g}: {_line(m)}{'' if allowed else ' (forgets too much)'}")
+        if "stable" not in keep or (allowed and (best is None or value < best[0])):
             keep["stable"] = head
-    assert best is not None
-    return best[1], records
+            if allowed:
+                best = (value, alpha)
+    chosen = best[1] if best is not None else min(grid)
+    return chosen, records
+
+
+def _line(m: dict[str, Any]) -> str:
+    ret = "" if m["retention"] is None else f", retention {m['retention']:.4f}"
+    return f"instability {m['instability']:.4f}, accuracy {m['accuracy']:.4f}{ret}"
 
 
 __all__ = ["Pairs", "choose_alpha", "fit_plain", "fit_stable", "soft_targets"]

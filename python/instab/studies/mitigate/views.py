@@ -28,6 +28,7 @@ class AllViews:
     evaluation: EvaluationSet
     first: str  # name of x's view
     second: str  # name of x''s view
+    retention_val: tuple[Views, list[list[int]]] | None = None  # retention images that guard the choice of alpha
 
 
 def _pair_views(inputs: Inputs, options: MitigateOptions, log: Progress) -> tuple[list[str], list[np.ndarray]]:
@@ -72,13 +73,20 @@ def build_views(tuner: FineTuner, inputs: Inputs, split: Split, options: Mitigat
     ev_images = [v[split.eval] for v in images] + (captured.images if captured else [])
     ev_ok = [np.ones(len(split.eval), bool)] * len(names) + (captured.ok if captured else [])
     views = Views(ev_names, ev_images, ev_ok, [tuner.features(v) for v in ev_images])
-    retention = None
+    retention, guard = None, None
+    retention_labels: list[list[int]] = []
     if inputs.retention is not None:
-        ret = inputs.retention.images
-        retention = Views(["retention"], [ret], [np.ones(len(ret), bool)], [tuner.features(ret)])
-    evaluation = EvaluationSet(views, [inputs.data.labels[i] for i in split.eval], plan, retention,
-                               inputs.retention.labels if inputs.retention is not None else [])
-    return AllViews(train, evaluation, names[0], names[1])
+        # Half the retention images guard the choice of alpha, the other half measure what was kept.
+        ret = inputs.retention
+        order = np.random.default_rng([options.seed & 0xFFFFFFFF, 0x4E7]).permutation(len(ret.labels))
+        halves = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+        retention_val, retention = (
+            Views(["retention"], [ret.images[h]], [np.ones(len(h), bool)], [tuner.features(ret.images[h])])
+            for h in halves)
+        retention_labels = [ret.labels[i] for i in halves[1]]
+        guard = (retention_val, [ret.labels[i] for i in halves[0]])
+    evaluation = EvaluationSet(views, [inputs.data.labels[i] for i in split.eval], plan, retention, retention_labels)
+    return AllViews(train, evaluation, names[0], names[1], guard)
 
 
 __all__ = ["PAIR_PHOTOS", "PHOTOS", "AllViews", "build_views"]
