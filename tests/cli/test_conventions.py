@@ -73,7 +73,9 @@ def test_devices_list_names_every_builtin(capsys, tmp_path):
     assert main(["devices", "list", "--json"]) == 0
     listed = _json(capsys)["devices"]
     assert [d["name"] for d in listed][: len(devices.BUILTIN)] == devices.builtin_names()
-    assert all(d["builtin"] and {"demosaic", "codec", "shot_noise", "read_noise"} <= set(d) for d in listed)
+    assert all(d["builtin"] != d["held_out"] and {"demosaic", "codec", "shot_noise", "read_noise"} <= set(d)
+               for d in listed)
+    assert [d["name"] for d in listed if d["held_out"]] == list(devices.HELD_OUT)  # listed, marked, never default
     profiles = tmp_path / "p.toml"
     profiles.write_text('[device.my-phone]\ncodec = "webp:q=70"\n')
     try:

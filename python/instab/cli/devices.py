@@ -50,17 +50,20 @@ def run(args: argparse.Namespace) -> int:
         return run_from_raw(args)
     if args.profiles:
         devices.load_profiles(args.profiles)
-    profiles = [devices.get(name) for name in devices.names()]
+    profiles = [devices.get(name) for name in devices.names()] + list(devices.HELD_OUT.values())
     builtin = set(devices.builtin_names())
     if args.json:
-        print_json({"devices": [{**asdict(p), "builtin": p.name in builtin} for p in profiles]})
+        print_json({"devices": [{**asdict(p), "builtin": p.name in builtin, "held_out": p.name in devices.HELD_OUT}
+                                for p in profiles]})
         return EXIT_OK
     rows = [[heading for _, heading in COLUMNS]]
     rows += [[_cell(getattr(p, field)) for field, _ in COLUMNS] for p in profiles]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print("\nUse one with --device NAME or --env device:NAME[,shot=N]; add your own with --profiles FILE.toml.")
+    print(f"\n{', '.join(devices.HELD_OUT)}: held out (instab mitigate evaluates on them, never trains on them; "
+          "not in the default device runs).")
+    print("Use one with --device NAME or --env device:NAME[,shot=N]; add your own with --profiles FILE.toml.")
     return EXIT_OK
 
 

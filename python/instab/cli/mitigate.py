@@ -58,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--distill", type=float, default=d.distill,
                    help="weight of the start model's own probabilities in the targets, which keeps the classes "
                         "not trained on (0 = labels only) (default: %(default)s)")
+    p.add_argument("--max-retention-drop", type=float, default=d.max_retention_drop,
+                   help="alpha is chosen among models whose top-1 on half of the retention images stays within this "
+                        "fraction of the input model's (default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, help="(default: %(default)s)")
     p.add_argument("--eval-fraction", type=float, default=d.eval_fraction, help="(default: %(default)s)")
     p.add_argument("--no-int8", dest="int8", action="store_false", help="skip the int8 copies")
@@ -77,7 +80,7 @@ def _options(args: argparse.Namespace) -> MitigateOptions:
     return MitigateOptions(
         device=args.device, pair_device=args.pair_device, loss=args.loss, noise=args.noise, alpha=args.alpha,
         alphas=alphas, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable,
-        distill=args.distill, val_fraction=args.val_fraction, eval_fraction=args.eval_fraction, int8=args.int8,
+        distill=args.distill, max_retention_drop=args.max_retention_drop, val_fraction=args.val_fraction, eval_fraction=args.eval_fraction, int8=args.int8,
         seed=args.seed, threads=args.threads)
 
 

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from instab import isp
+from instab._native import core
 from instab._shared.validation import check_threads
 from instab.environments import distort
 from instab.environments.registry import Environment, EnvOutput, Spec, as_image_list, image_items, parse, register
@@ -141,7 +142,7 @@ class DeviceProfile:
             out = distort.saturation(list(items), float(self.saturation), threads=threads)
             items = list(out.images if hasattr(out, "images") else out)
         if self.sharpen > 0:
-            items = [unsharp(im, float(self.sharpen)) for im in items]
+            items = [unsharp(im, float(self.sharpen), threads) for im in items]
         return np.stack(items) if is_batch else items
 
     def capture(self, images: Any, seed: int = 0, shot: int = 0, threads: int | None = None,
@@ -192,13 +193,18 @@ class DeviceProfile:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def unsharp(image: np.ndarray, amount: float) -> np.ndarray:
-    """Unsharp mask with a 3x3 binomial blur: x + amount * (x - blur(x)), edges replicated."""
-    x = image.astype(np.float32)
-    p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
-    h = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
-    blur = (h[:-2] + 2 * h[1:-1] + h[2:]) / 4
-    return np.clip(np.rint(x + amount * (x - blur)), 0, 255).astype(np.uint8)
+def unsharp(image: np.ndarray, amount: float, threads: int | None = None) -> np.ndarray:
+    """Unsharp mask with a 3x3 binomial blur: x + amount * (x - blur(x)), edges replicated.
+
+    ``image`` is uint8 ``[H, W, C]`` or a batch ``[N, H, W, C]``; float32 arithmetic,
+    rounded half to even and clipped to 0..255 (in C++, bit-identical to the numpy
+    ``unsharp_reference`` in tests/reference.py for any ``threads``).
+    """
+    a = np.ascontiguousarray(image)
+    if a.dtype != np.uint8 or a.ndim not in (3, 4):
+        raise ValueError(f"image: expected uint8 [H, W, C] or [N, H, W, C], got {a.dtype} {a.shape}")
+    out = core.unsharp(a if a.ndim == 4 else a[None], float(amount), check_threads(threads))
+    return out if a.ndim == 4 else out[0]
 
 
 BUILTIN: dict[str, DeviceProfile] = {
@@ -241,8 +247,9 @@ def builtin_names() -> list[str]:
 
 
 def names() -> list[str]:
-    """Every known profile: built-in and loaded from TOML."""
-    return list(_PROFILES)
+    """Every profile a run uses by default: built-in and loaded from TOML (not the held-out phones, which
+    ``device:NAME`` still accepts)."""
+    return [n for n in _PROFILES if n not in HELD_OUT or _PROFILES[n] is not HELD_OUT[n]]
 
 
 def get(name: str) -> DeviceProfile:
