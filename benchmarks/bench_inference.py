@@ -11,6 +11,10 @@ same test: predict's top-1 equals ONNX Runtime's on the same tensors exactly (bo
 ways), and agrees with the naive loop (the same geometry with Pillow's resize;
 batch 1 vs batch 32 may flip near-ties) on at least 97% of images (both ways).
 Full mode: 256 images, 3 rounds; --benchmark-disable: 8 images.
+
+``inference-stages-*`` (issue 19): predict's stages one at a time on one thread -- decode,
+preprocess, ONNX Runtime batch 32 -- beside ONNX Runtime with its default threads, to show
+where the CPU goes and so where the ceiling of overlapping them is (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from PIL import Image
 
 import instab
 from instab import models
+from instab._shared.decode import decode
 
 MODELS = ["mobilenet_v2_1.0_224_int8_st.onnx", "efficientnet-lite0"]
 BATCH = 32
@@ -108,3 +113,33 @@ def test_inference_throughput(benchmark, request, files, models_dir, name, impl)
         tensor = _ready_tensor(clf, files)
         got = _run(benchmark, lambda: _ready_top1(clf, tensor))
         np.testing.assert_array_equal(got, expected)
+
+
+# Where predict's CPU goes (issue 19): each stage alone on one thread, per group of files, beside ONNX
+# Runtime with its default threads. Each stage's output must give predict's result: the decoded images
+# preprocess to the tensor predict builds, that tensor gives predict's top-1 through the one-thread session.
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("stage", ["decode", "preprocess", "ort-batch32-1-thread", "ort-batch32-default-threads"])
+def test_inference_stages(benchmark, files, models_dir, name, stage):
+    benchmark.group = f"inference-stages-{name}"
+    model = _model(name, models_dir)
+    spec = model.spec
+    clf = instab.Classifier(model, batch_size=BATCH, threads=1)
+    expected = clf.predict(files, k=1).classes[:, 0]
+    images = [decode(p) for p in files]
+    tensor = clf._preprocess(images)
+    if stage == "decode":
+        got = _run(benchmark, lambda: [decode(p) for p in files])
+        np.testing.assert_array_equal(clf._preprocess(got), tensor)
+    elif stage == "preprocess":
+        got = _run(benchmark, lambda: clf._preprocess(images))
+        np.testing.assert_array_equal(got, tensor)
+    else:
+        session = clf.session if stage == "ort-batch32-1-thread" else _session(model)
+
+        def run() -> np.ndarray:
+            out = [session.run([spec.output_name], {spec.input_name: tensor[i : i + BATCH]})[0]
+                   for i in range(0, len(tensor), BATCH)]
+            return np.concatenate(out).argmax(axis=1) - spec.class_offset
+
+        np.testing.assert_array_equal(_run(benchmark, run), expected)

@@ -6,8 +6,10 @@ unprocessing a real photograph upscaled to 12 MP. Under --benchmark-disable
 
 Every row checks its result against the other implementation of its group, computed
 untimed in the same test: instab vs LibRaw by PSNR (the same colour pipeline; the
-demosaics differ at edges), instab vs OpenCV and vs the numpy references within one
-output step (float32 rounding moves a value across a rounding boundary at most).
+demosaics differ at edges), develop vs the numpy references within one output step
+(float32 rounding moves a value across a rounding boundary at most), and the integer
+demosaic exactly: vs OpenCV inside the outermost pixel ring, vs its numpy reference
+everywhere.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from PIL import Image
 
 from instab import isp
 from instab._native import core
-from tests.reference import isp_develop_reference, isp_unprocess_reference
+from tests.reference import demosaic_reference, isp_develop_reference, isp_unprocess_reference
 
 rawpy = pytest.importorskip("rawpy")
 
@@ -85,26 +87,67 @@ def test_develop(benchmark, raw, impl):
     assert isp.psnr(out, _develop(raw, other)) > floor
 
 
-@pytest.mark.benchmark(group="bilinear-12MP-16bit-vs-cv2")
-@pytest.mark.parametrize("impl", ["instab", "cv2"])
-@pytest.mark.parametrize("pattern", ["rggb", "gbrg"])
-def test_bilinear_vs_opencv(benchmark, raw, impl, pattern):
+@pytest.fixture
+def cv2_one_thread():
     cv2 = pytest.importorskip("cv2")
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    yield cv2
+    cv2.setNumThreads(before)
+
+
+# One thread each (issue 19: demosaic alone at least as fast as OpenCV's Bayer bilinear).
+# instab-develop is develop with nothing but the demosaic to do, which runs the same kernel.
+@pytest.mark.benchmark(group="bilinear-12MP-16bit-vs-cv2")
+@pytest.mark.parametrize("impl", ["instab-demosaic", "instab-develop", "cv2"])
+@pytest.mark.parametrize("pattern", ["rggb", "gbrg"])
+def test_bilinear_vs_opencv(benchmark, raw, cv2_one_thread, impl, pattern):
+    cv2 = cv2_one_thread
     mosaic = raw[0]
     if pattern == "gbrg":  # the same data read one row down is a GBRG mosaic
         mosaic = np.ascontiguousarray(mosaic[1:-1])
     code = getattr(cv2, _CV2_CODE[pattern])
     plain = isp.RawMeta(pattern, black_level=0, white_level=65535)
-    args = (mosaic, plain, "bilinear")
-    kwargs = dict(wb="none", gamma="linear", tone="none", out_dtype="uint16")
-    if impl == "instab":
-        out = benchmark(isp.develop, *args, **kwargs)
+    kwargs = dict(wb="none", gamma="linear", tone="none", out_dtype="uint16", threads=1)
+    if impl == "instab-demosaic":
+        out = benchmark(isp.demosaic, mosaic, pattern, threads=1)
+        ref = cv2.cvtColor(mosaic, code)
+    elif impl == "instab-develop":
+        out = benchmark(isp.develop, mosaic, plain, "bilinear", **kwargs)
         ref = cv2.cvtColor(mosaic, code)
     else:
         out = benchmark(cv2.cvtColor, mosaic, code)
-        ref = isp.develop(*args, **kwargs)
+        ref = isp.demosaic(mosaic, pattern, threads=1)
     # OpenCV treats the outermost pixel ring differently; inside it, both round the same average.
-    assert np.abs(out[1:-1, 1:-1].astype(np.int64) - ref[1:-1, 1:-1]).max() <= 1
+    np.testing.assert_array_equal(out[1:-1, 1:-1], ref[1:-1, 1:-1])
+
+
+@pytest.mark.benchmark(group="bilinear-12MP-8bit-vs-cv2")
+@pytest.mark.parametrize("impl", ["instab-demosaic", "cv2"])
+def test_bilinear_8bit_vs_opencv(benchmark, raw, cv2_one_thread, impl):
+    cv2 = cv2_one_thread
+    mosaic = (raw[0] >> 6).astype(np.uint8)  # 14-bit raw to 8 bits
+    if impl == "instab-demosaic":
+        out = benchmark(isp.demosaic, mosaic, "rggb", threads=1)
+        ref = cv2.cvtColor(mosaic, cv2.COLOR_BayerBG2RGB)
+    else:
+        out = benchmark(cv2.cvtColor, mosaic, cv2.COLOR_BayerBG2RGB)
+        ref = isp.demosaic(mosaic, "rggb", threads=1)
+    np.testing.assert_array_equal(out[1:-1, 1:-1], ref[1:-1, 1:-1])
+
+
+@pytest.mark.benchmark(group="demosaic-1MP-16bit-vs-numpy")
+@pytest.mark.parametrize("impl", ["instab", "numpy"])
+@pytest.mark.parametrize("method", ["bilinear", "malvar", "ha"])
+def test_demosaic_vs_numpy(benchmark, tile, impl, method):
+    mosaic = tile[0]
+    if impl == "instab":
+        out = benchmark(isp.demosaic, mosaic, "rggb", method, threads=1)
+        ref = demosaic_reference(mosaic, "rggb", method)
+    else:
+        out = benchmark.pedantic(demosaic_reference, (mosaic, "rggb", method), rounds=1, iterations=1)
+        ref = isp.demosaic(mosaic, "rggb", method, threads=1)
+    np.testing.assert_array_equal(out, ref)
 
 
 def _reference_args(mosaic: np.ndarray, meta: isp.RawMeta, method: str) -> tuple:

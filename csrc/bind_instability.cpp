@@ -49,9 +49,10 @@ py::dict run_instability(const py::array& predictions, const py::array& labels, 
         throw py::value_error("k: must be in 1.." + std::to_string(m) + ", got " + std::to_string(k));
     }
     const bool is_scores = is_dtype<float>(predictions) || is_dtype<double>(predictions);
-    const bool is_ranked = is_dtype<int32_t>(predictions) || is_dtype<int64_t>(predictions);
+    const bool is_ranked =
+        is_dtype<int16_t>(predictions) || is_dtype<int32_t>(predictions) || is_dtype<int64_t>(predictions);
     if (!is_scores && !is_ranked) {
-        throw py::type_error("predictions: expected int32/int64 class indices or float32/float64 scores, got " +
+        throw py::type_error("predictions: expected int16/int32/int64 class indices or float32/float64 scores, got " +
                              dtype_str(predictions));
     }
     if (is_scores && n_classes >= 0 && n_classes != m) {
@@ -77,6 +78,9 @@ py::dict run_instability(const py::array& predictions, const py::array& labels, 
             instability_scores(static_cast<const float*>(predictions.data()), n, e, m, k, sets, out, threads);
         } else if (is_dtype<double>(predictions)) {
             instability_scores(static_cast<const double*>(predictions.data()), n, e, m, k, sets, out, threads);
+        } else if (is_dtype<int16_t>(predictions)) {
+            instability_ranked(static_cast<const int16_t*>(predictions.data()), n, e, m, k, n_classes, sets, out,
+                               threads);
         } else if (is_dtype<int32_t>(predictions)) {
             instability_ranked(static_cast<const int32_t*>(predictions.data()), n, e, m, k, n_classes, sets, out,
                                threads);

@@ -7,6 +7,8 @@ void register_instability(py::module_& m);
 void register_topk(py::module_& m);
 void register_distort(py::module_& m);
 void register_isp(py::module_& m);
+void register_demosaic(py::module_& m);
+void register_sharpen(py::module_& m);
 void register_preprocess(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
@@ -15,5 +17,7 @@ PYBIND11_MODULE(_core, m) {
     register_topk(m);
     register_distort(m);
     register_isp(m);
+    register_demosaic(m);
+    register_sharpen(m);
     register_preprocess(m);
 }

@@ -477,6 +477,104 @@ def isp_develop_reference(
 
 
 # ---------------------------------------------------------------------------
+# isp: demosaic alone, in integers (csrc/demosaic.cpp), written from its
+# definition: every channel is an exact numerator over den (4 bilinear, 16
+# Malvar-He-Cutler, 32 Hamilton-Adams, whose green is kept as 8x green, clipped
+# to [0, 8 * peak]); integer output is floor((num + den / 2) / den) clipped to
+# [0, peak], float32 output num / den rounded once. Borders: reflect-101.
+# ---------------------------------------------------------------------------
+
+
+def demosaic_reference(mosaic: np.ndarray, pattern: str, method: str, out_dtype: str | None = None) -> np.ndarray:
+    """[H, W] uint8/uint16 Bayer mosaic -> [H, W, 3] (the mosaic's dtype, or float32)."""
+    h, w = mosaic.shape
+    peak = int(np.iinfo(mosaic.dtype).max)
+    pad = 4  # HA green is needed one pixel outside the image, from taps 3 away
+    P = np.pad(mosaic.astype(np.int64), pad, mode="reflect")  # numpy's "reflect" is reflect-101
+    cfa = isp_cfa(pattern)
+
+    def grid(extra: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Colour and horizontal neighbours' colour of rows/cols -extra .. size-1+extra, and a tap reader."""
+        ys = np.arange(-extra, h + extra)[:, None] % 2
+        xs = np.arange(-extra, w + extra)[None, :] % 2
+        return cfa[ys, xs], cfa[ys, 1 - xs], ys
+
+    def taps(extra: int):
+        def at(dy: int, dx: int) -> np.ndarray:
+            y0, x0 = pad - extra + dy, pad - extra + dx
+            return P[y0 : y0 + h + 2 * extra, x0 : x0 + w + 2 * extra]
+
+        return at
+
+    at = taps(0)
+    col, hcol, _ = grid(0)
+    c, n, s, wv, ev = at(0, 0), at(-1, 0), at(1, 0), at(0, -1), at(0, 1)
+    nw, ne, sw, se = at(-1, -1), at(-1, 1), at(1, -1), at(1, 1)
+    diag, cross = nw + ne + sw + se, n + s + wv + ev
+    if method == "bilinear":
+        den = 4
+        g_site = (4 * c, 2 * (wv + ev), 2 * (n + s))  # (green, horizontal colour, vertical colour)
+        c_site = (cross, 4 * c, diag)  # (green, own colour, opposite colour)
+    elif method == "malvar":
+        den = 16
+        hh, vv = at(0, -2) + at(0, 2), at(-2, 0) + at(2, 0)
+        g_site = (
+            16 * c,
+            10 * c + 8 * (wv + ev) - 2 * diag - 2 * hh + vv,
+            10 * c + 8 * (n + s) - 2 * diag - 2 * vv + hh,
+        )
+        c_site = (8 * c + 4 * cross - 2 * (hh + vv), 16 * c, 12 * c + 4 * diag - 3 * (hh + vv))
+    elif method == "ha":
+        den = 32
+        # 8x green one pixel beyond the image on every side.
+        a1 = taps(1)
+        col1, _, _ = grid(1)
+        c1 = a1(0, 0)
+        lap_h, lap_v = 2 * c1 - a1(0, -2) - a1(0, 2), 2 * c1 - a1(-2, 0) - a1(2, 0)
+        grad_h = np.abs(a1(0, -1) - a1(0, 1)) + np.abs(lap_h)
+        grad_v = np.abs(a1(-1, 0) - a1(1, 0)) + np.abs(lap_v)
+        est_h, est_v = 2 * (a1(0, -1) + a1(0, 1)) + lap_h, 2 * (a1(-1, 0) + a1(1, 0)) + lap_v
+        g8 = np.where(grad_h < grad_v, 2 * est_h, np.where(grad_v < grad_h, 2 * est_v, est_h + est_v))
+        G = np.where(col1 == 1, 8 * c1, np.clip(g8, 0, 8 * peak))
+
+        def g(dy: int, dx: int) -> np.ndarray:
+            return G[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+        gc = g(0, 0)
+        g_site = (
+            32 * c,
+            4 * gc + 2 * ((8 * wv - g(0, -1)) + (8 * ev - g(0, 1))),
+            4 * gc + 2 * ((8 * n - g(-1, 0)) + (8 * s - g(1, 0))),
+        )
+        lap1, lap2 = 2 * gc - g(-1, 1) - g(1, -1), 2 * gc - g(-1, -1) - g(1, 1)
+        grad1, grad2 = 8 * np.abs(ne - sw) + np.abs(lap1), 8 * np.abs(nw - se) + np.abs(lap2)
+        est1, est2 = 8 * (ne + sw) + lap1, 8 * (nw + se) + lap2
+        opposite = np.where(grad1 < grad2, 2 * est1, np.where(grad2 < grad1, 2 * est2, est1 + est2))
+        c_site = (4 * gc, 32 * c, opposite)
+    else:
+        raise ValueError(method)
+    num = np.empty((h, w, 3), np.int64)
+    green = col == 1
+    for k in range(3):
+        at_green = g_site[0] if k == 1 else np.where(hcol == k, g_site[1], g_site[2])
+        at_colour = c_site[0] if k == 1 else np.where(col == k, c_site[1], c_site[2])
+        num[..., k] = np.where(green, at_green, at_colour)
+    if out_dtype == "float32":
+        return (num / den).astype(np.float32)
+    return np.clip((num + den // 2) // den, 0, peak).astype(mosaic.dtype)
+
+
+def unsharp_reference(image: np.ndarray, amount: float) -> np.ndarray:
+    """Unsharp mask (csrc/sharpen.cpp): x + amount * (x - blur(x)) in float32, the
+    3x3 binomial blur with edges replicated, rounded half to even, clipped."""
+    x = image.astype(np.float32)
+    p = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    h = (p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]) / 4
+    blur = (h[:-2] + 2 * h[1:-1] + h[2:]) / 4
+    return np.clip(np.rint(x + amount * (x - blur)), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------
 # Preprocessing: Pillow's bilinear resize (Image.resize(..., Image.BILINEAR)),
 # centre crop, scaling and layout. Written from the definition of Pillow's
 # two-pass fixed-point resampling (libImaging/Resample.c), not from the kernel.

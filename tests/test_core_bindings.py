@@ -40,6 +40,9 @@ _THREAD_LIMIT_SCRIPT = textwrap.dedent(
                                  (0.0, 0.0, 0.0, 0.0), 1023.0, 0.01, 0.001, 5, 0, threads)
         yield core.isp_develop(mosaic, "rggb", (0.0, 0.0, 0.0, 0.0), 1023.0, (1.0, 1.0, 1.0), ident,
                                "malvar", "srgb", "none", "uint8", threads)
+        yield core.isp_demosaic(mosaic, [0, 1, 1, 2], "bilinear", "uint16", threads)
+        yield core.isp_demosaic(mosaic, [0, 1, 1, 2], "ha", "float32", threads)
+        yield core.unsharp(images, 0.5, threads)
         yield core.preprocess(small, 6, 6, 7, "nhwc", "uint8", None, threads)
 
     ranked = rng.integers(0, 10, size=(600, 3, 4)).astype(np.int64)

@@ -18,7 +18,8 @@ python3 -m venv "$venv"
 
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=(tests/metrics/test_instability.py tests/inference/test_preprocessing.py
-    tests/environments/test_distort.py tests/isp/test_isp.py tests/test_core_bindings.py tests/fuzz)
+    tests/environments/test_distort.py tests/isp/test_isp.py tests/isp/test_demosaic.py
+    tests/metrics/test_instability_wide.py tests/environments/test_sharpen.py tests/test_core_bindings.py tests/fuzz)
 # Python itself is not instrumented: preload the runtime, and leave leak checking to
 # tools that understand the interpreter's arenas.
 LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)" \

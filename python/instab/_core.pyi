@@ -60,6 +60,14 @@ def isp_develop(
     out_dtype: str,
     threads: int = 0,
 ) -> npt.NDArray[Any]: ...
+def isp_demosaic(
+    mosaic: npt.NDArray[np.uint8] | npt.NDArray[np.uint16],
+    cfa: list[int],
+    method: str,
+    out_dtype: str,
+    threads: int = 0,
+) -> npt.NDArray[Any]: ...
+def unsharp(images: npt.NDArray[np.uint8], amount: float, threads: int = 0) -> npt.NDArray[np.uint8]: ...
 def preprocess(
     images: list[npt.NDArray[np.uint8]] | tuple[npt.NDArray[np.uint8], ...],
     out_h: int,

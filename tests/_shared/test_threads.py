@@ -35,6 +35,8 @@ from instab.environments.resizers import resize_roundtrip
 from instab.inference.litert import LiteRTSession
 from instab.inference.resizers import resize_crop
 from instab.io.labels import LabeledImage
+from instab.io.streaming import streamed_instability
+from instab.metrics.streaming import InstabilityCounter
 from instab.studies import characterize, environment
 from instab.studies.decode import decode_experiment, decode_table
 from instab.studies.isp import isp_experiment
@@ -44,7 +46,7 @@ from instab.studies.runtime import RuntimeConfig
 from instab.train import Trainer, build_training_graph
 from instab.train.head import FeatureRunner
 from instab.workflow.score import score_manifest
-from instab.workflow.simulate import simulate
+from instab.workflow.simulate import simulate, simulate_chunk
 from tests._support.litert import require_litert
 
 # Subpackages whose public functions are walked: the layers below io (train included), then the upper ones.
@@ -103,6 +105,7 @@ def _env(text: str):
 # when it is not ``threads``: Classifier's decode_threads).
 CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.metrics.instability:instability": lambda t: instab.instability(np.zeros((1, 2, 1), int), [0], threads=t),
+    "instab.metrics.streaming:InstabilityCounter.__init__": lambda t: InstabilityCounter(2, 1, threads=t),
     "instab.inference.preprocessing:preprocess": lambda t: instab.preprocess(IMAGES, 4, threads=t),
     "instab.inference.classifier:Classifier.__init__": lambda t: instab.Classifier(_model(), threads=t),
     "instab.inference.classifier:Classifier.__init__#decode_threads":
@@ -110,6 +113,7 @@ CALLS: dict[str, Callable[[Any], Any]] = {
     "instab.inference.litert:LiteRTSession.__init__": lambda t: LiteRTSession(_tflite(), threads=t),
     "instab.isp.pipeline:unprocess": lambda t: isp.unprocess(IMAGES, threads=t),
     "instab.isp.pipeline:develop": lambda t: isp.develop(_mosaics()[0], _mosaics()[1], threads=t),
+    "instab.isp.demosaicing:demosaic": lambda t: isp.demosaic(_mosaics()[0], "rggb", threads=t),
     "instab.isp.rawfile:develop_default": lambda t: isp.develop_default(_mosaics()[0][0], _mosaics()[1], threads=t),
     "instab.environments.codecs:CodecEnvironment.apply": lambda t: _env("png").apply(IMAGES, threads=t),
     "instab.environments.codecs:roundtrip": lambda t: codecs.roundtrip(IMAGES, "png", threads=t),
@@ -119,6 +123,7 @@ CALLS: dict[str, Callable[[Any], Any]] = {
         lambda t: devices.get("phone-mid").capture_raw(IMAGES[0], threads=t),
     "instab.environments.devices:DeviceProfile.develop":
         lambda t: devices.get("phone-mid").develop(_mosaics()[0], _mosaics()[1], threads=t),
+    "instab.environments.devices:unsharp": lambda t: devices.unsharp(IMAGES[0], 0.5, threads=t),
     "instab.environments.devices:DeviceProfile.capture": lambda t: devices.get("phone-mid").capture(IMAGES, threads=t),
     "instab.environments.devices:DeviceEnvironment.apply": lambda t: _env("device:phone-mid").apply(IMAGES, threads=t),
     "instab.environments.distort:DistortEnvironment.apply_fused":
@@ -176,6 +181,14 @@ def _model_path(d: Path) -> str:
     return str(d / "tiny.onnx")
 
 
+def _store(d: Path) -> Path:
+    """A results store of the folder's manifest, made on first use (for a missing folder, only its path)."""
+    store = d / "scored.db"
+    if d.is_dir() and not store.exists():
+        score_manifest(d / "manifest.csv", _model_path(d), store, k=2)
+    return store
+
+
 # The upper layers: "module:qualname" -> a call with (threads, input folder, output path). The good
 # values run on a folder of two 24x24 images and a 6-class model (see ``folder``); the bad ones on a
 # folder that does not exist, so a check that came after reading an input would fail with another
@@ -185,6 +198,9 @@ UPPER: dict[str, Callable[[Any, Path, Path], Any]] = {
         lambda t, d, out: score_manifest(d / "manifest.csv", _model_path(d), out, k=2, threads=t),
     "instab.workflow.simulate:simulate":
         lambda t, d, out: simulate([LabeledImage(d / "0.png", (0,))], ["png"], out, threads=t),
+    "instab.workflow.simulate:simulate_chunk": lambda t, d, out: simulate_chunk(
+        [LabeledImage(d / "0.png", (0,))], 0, [parse("png")], out, repeats=1, seed=0, threads=t),
+    "instab.io.streaming:streamed_instability": lambda t, d, out: streamed_instability(_store(d), threads=t),
     "instab.studies.characterize:run_env_experiment": lambda t, d, out: characterize.run_env_experiment(
         "compression-quality", d, _labels(d), [_model_path(d)], threads=t),
     "instab.studies.characterize:run_experiment": lambda t, d, out: characterize.run_experiment(

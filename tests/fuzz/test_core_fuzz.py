@@ -47,6 +47,8 @@ ENTRY_POINTS = (
     "philox_uniform",
     "isp_unprocess",
     "isp_develop",
+    "isp_demosaic",
+    "unsharp",
     "preprocess",
     "preprocess_plan",
 )
@@ -338,6 +340,49 @@ def test_isp_develop(args):
     assert out.shape == mosaic.shape + (3,) and out.dtype == np.dtype(out_dtype)
     if out_dtype == "float32":
         assert ((out >= 0) & (out <= 1)).all()
+
+
+@st.composite
+def demosaic_args(draw: Any) -> tuple:
+    if not draw(well_formed):
+        cfa = draw(st.lists(ints, min_size=0, max_size=6))
+        return (draw(arrays(max_dims=4)), cfa, draw(st.sampled_from(["bilinear", "ahd", ""])),
+                draw(st.sampled_from(["uint8", "uint16", "float32", "float64"])), draw(threads))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16]))
+    shape = (draw(st.integers(0, 2)), draw(st.integers(2, 40)), draw(st.integers(2, 40)))
+    mosaic = draw(hnp.arrays(dtype, shape, elements=_elements(dtype)))
+    cfa = draw(st.sampled_from([[0, 1, 1, 2], [2, 1, 1, 0], [1, 0, 2, 1], [1, 2, 0, 1], [0, 1, 2, 1], [0, 0, 1, 2]]))
+    out_dtype = draw(st.sampled_from([np.dtype(dtype).name, "float32"]))
+    return mosaic, cfa, draw(st.sampled_from(["bilinear", "malvar", "ha"])), out_dtype, draw(threads)
+
+
+@FUZZ
+@given(demosaic_args())
+def test_isp_demosaic(args):
+    mosaic, out_dtype = args[0], args[3]
+    out = _call(core.isp_demosaic, *args)
+    if out is None:
+        return
+    assert out.shape == mosaic.shape + (3,) and out.dtype == np.dtype(out_dtype)
+
+
+@st.composite
+def unsharp_args(draw: Any) -> tuple:
+    amount = draw(st.one_of(st.floats(-2, 4), st.sampled_from(EXTREME_FLOATS)))
+    if not draw(well_formed):
+        return draw(arrays(max_dims=5)), amount, draw(threads)
+    shape = tuple(draw(st.integers(lo, hi)) for lo, hi in ((0, 2), (1, 7), (1, 7), (1, 4)))
+    return draw(hnp.arrays(np.uint8, shape, elements=_elements(np.uint8))), amount, draw(threads)
+
+
+@FUZZ
+@given(unsharp_args())
+def test_unsharp(args):
+    images = args[0]
+    out = _call(core.unsharp, *args)
+    if out is None:
+        return
+    assert out.shape == images.shape and out.dtype == np.uint8
 
 
 # ---------------------------------------------------------------- preprocessing

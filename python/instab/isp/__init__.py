@@ -1,7 +1,11 @@
-"""The camera raw pipeline (unprocess, develop) and raw files (DNG writing, LibRaw reading, raw input)."""
+"""The camera raw pipeline (unprocess, develop, demosaic) and raw files (DNG writing, LibRaw reading, raw input)."""
 
 from __future__ import annotations
 
+from instab.isp.demosaicing import (
+    MOSAIC_DTYPES,
+    demosaic,
+)
 from instab.isp.dng import (
     read_raw,
     write_dng,
@@ -31,6 +35,7 @@ from instab.isp.rawfile import (
 __all__ = [
     "DEMOSAICS",
     "GAMMAS",
+    "MOSAIC_DTYPES",
     "PATTERNS",
     "RAW_SUFFIXES",
     "RawImage",
@@ -38,6 +43,7 @@ __all__ = [
     "TONES",
     "auto_wb_gains",
     "decode",
+    "demosaic",
     "develop",
     "develop_default",
     "nikon_meta",

@@ -31,6 +31,10 @@ from instab.metrics.uncertainty import (
 # Proportions over the counted images that :meth:`InstabilityResult.interval` bounds.
 INTERVAL_WHAT = ("rate", "always_correct", "always_wrong")
 INTERVAL_METHODS = ("wilson", "bootstrap")
+# Ranked class indices the core reads as they are. int16 halves the bytes of
+# int32 for models with < 32768 classes (exact: the same values); see
+# docs/performance.md.
+NATIVE_INDEX_DTYPES = (np.int16, np.int32, np.int64)
 
 
 @dataclass(frozen=True)
@@ -280,7 +284,8 @@ def instability(
     ----------
     predictions : array_like
         Either ranked class indices, int ``[n_images, n_envs, m]`` best first
-        with -1 for "not observed" (``m >= k``), or float scores
+        with -1 for "not observed" (``m >= k``; int16 is read as it is and
+        is the fastest for models with fewer than 32768 classes), or float scores
         ``[n_images, n_envs, n_classes]`` with an all-NaN row for "not
         observed" (the top k is then selected in C++, without sorting).
     labels : array_like or sequence of iterables of int
@@ -407,14 +412,22 @@ def _as_predictions(predictions: Any, k: int, n_classes: int | None) -> tuple[np
         if pred.dtype not in (np.float32, np.float64):
             pred = pred.astype(np.float32)
         n_classes = pred.shape[2]
-    elif pred.dtype not in (np.int32, np.int64):
-        _check_fits_int64(pred, n_classes)
-        pred = pred.astype(np.int64)
+    elif pred.dtype not in NATIVE_INDEX_DTYPES:
+        pred = _as_native_indices(pred, n_classes)
     if n_classes is not None and n_classes < 1:
         raise ValueError(f"n_classes: must be positive, got {n_classes}")
     if not 1 <= k <= pred.shape[2]:
         raise ValueError(f"k: must be in 1..{pred.shape[2]} (the predictions' last axis), got {k}")
     return pred, is_scores, n_classes
+
+
+def _as_native_indices(pred: np.ndarray, n_classes: int | None) -> np.ndarray:
+    """The narrowest native signed type holding every value of ``pred`` exactly (-1 included)."""
+    for dtype in NATIVE_INDEX_DTYPES:
+        if np.can_cast(pred.dtype, dtype, casting="safe"):
+            return pred.astype(dtype)
+    _check_fits_int64(pred, n_classes)
+    return pred.astype(np.int64)
 
 
 def _check_fits_int64(pred: np.ndarray, n_classes: int | None) -> None:
