@@ -40,6 +40,7 @@ from instab.metrics.streaming import InstabilityCounter
 from instab.studies import characterize, environment
 from instab.studies.decode import decode_experiment, decode_table
 from instab.studies.isp import isp_experiment
+from instab.studies.mitigate import MitigateOptions
 from instab.studies.mitigation import MitigationConfig, run_mitigation
 from instab.studies.mitigation.views import capture, capture_raw
 from instab.studies.runtime import RuntimeConfig
@@ -219,6 +220,7 @@ UPPER: dict[str, Callable[[Any, Path, Path], Any]] = {
     # The two configurations are only built here: running them (a fine-tuning study, several ONNX Runtime
     # sessions per configuration) is too slow for this table; the bad values must fail at construction.
     "instab.studies.mitigation.config:MitigationConfig.__init__": lambda t, d, out: MitigationConfig(threads=t),
+    "instab.studies.mitigate.options:MitigateOptions.__init__": lambda t, d, out: MitigateOptions(threads=t),
     "instab.studies.runtime:RuntimeConfig.__init__":
         lambda t, d, out: RuntimeConfig("cfg", _model_path(d), threads=t),
     # They take threads through **kwargs (for run_environments), so the walk cannot see them.
