@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``export`` command to the ``instab`` sub-parsers."""
     p = subparsers.add_parser("export", help="results store -> Parquet or CSV file (one row per image x "
                                              "environment x repeat) for pandas and co.")
-    p.add_argument("results", help="results store written by 'instab score'")
+    p.add_argument("results", help="results store (SQLite file) or dataset (folder) written by 'instab score'")
     p.add_argument("--out", required=True, help="the file to write (.parquet or .csv)")
     p.add_argument("--format", choices=FORMATS,
                    help="file format (default: from the --out suffix: .parquet/.pq or .csv); parquet needs "

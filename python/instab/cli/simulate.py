@@ -13,8 +13,10 @@ from instab.cli.common import (
     print_json,
     print_problems,
 )
+from instab.cli.engine import add_engine_arguments, check_engine_arguments
 from instab.cli.progress import progress_for
 from instab.environments import devices
+from instab.workflow.ray_simulate import simulate_ray
 from instab.workflow.simulate import simulate
 
 
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="write into a non-empty --out (files of the same names are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_engine_arguments(p, actors=False)
     p.set_defaults(func=run)
     return p
 
@@ -48,11 +51,16 @@ def run(args: argparse.Namespace) -> int:
     if not envs:
         raise UsageError("give at least one --env or --device")
     check_empty_out(args.out, args.overwrite)
+    check_engine_arguments(args)
     items, label_errors = labelled_images(args.images, args.labels, args.limit)
     try:
         with progress_for(args.quiet) as progress:
-            summary = simulate(items, envs, args.out, repeats=args.repeats, seed=args.seed, threads=args.threads,
-                               progress=progress)
+            if args.engine == "ray":
+                summary = simulate_ray(items, envs, args.out, repeats=args.repeats, seed=args.seed,
+                                       address=args.address, progress=progress)
+            else:
+                summary = simulate(items, envs, args.out, repeats=args.repeats, seed=args.seed,
+                                   threads=args.threads, progress=progress)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"the images written so far in {args.out} have no manifest.csv yet: run the same "
                                 "command with --overwrite to start over") from None

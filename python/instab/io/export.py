@@ -1,10 +1,10 @@
-"""Export a results store as a data file: Parquet or CSV, one row per image x environment x repeat.
+"""Export a results store or dataset as a data file: Parquet or CSV, one row per image x environment x repeat.
 
-The columns are :data:`instab.io.table.COLUMNS`. The store is read a chunk of rows at a
-time (:meth:`ResultStore.iter_rows`), so memory stays bounded by a chunk whatever the
-store's size: Parquet gets one row group per chunk, CSV one block of lines. The file is
-written next to ``out`` and renamed into place at the end, so an export that fails or is
-interrupted never leaves a partial file behind.
+The columns are :data:`instab.io.table.COLUMNS`. The results are read a chunk of rows at a
+time (:meth:`ResultStore.iter_rows`, :meth:`~instab.io.dataset.ResultDataset.iter_rows`), so
+memory stays bounded by a chunk whatever their size: Parquet gets one row group per chunk,
+CSV one block of lines. The file is written next to ``out`` and renamed into place at the end,
+so an export that fails or is interrupted never leaves a partial file behind.
 
 CSV: the header is :data:`instab.io.table.NAMES`; list columns (``labels``, ``classes``,
 ``scores``) are ``;``-joined; ``correct`` is ``true``/``false``; a null is an empty field.
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instab.io import table
-from instab.io.store import ResultRow, ResultStore
+from instab.io.dataset import open_results
+from instab.io.store import ResultRow
 
 #: The formats :func:`export_store` writes.
 FORMATS = ("parquet", "csv")
@@ -53,7 +54,7 @@ def export_store(
     Parameters
     ----------
     store
-        A results store written by ``instab score``; opened read-only.
+        A results store (SQLite) or results dataset (folder) written by ``instab score``; opened read-only.
     out
         The file to write; an existing one is replaced only with ``overwrite``.
     format
@@ -85,7 +86,7 @@ def export_store(
         raise FileExistsError(f"--out: {out} exists; give --overwrite to replace it")
     if not Path(store).exists():
         raise FileNotFoundError(f"results store: {store} does not exist")
-    with ResultStore(store, readonly=True) as db:
+    with open_results(store) as db:
         if model is None:
             identity, models = None, db.identities()
             if not models:

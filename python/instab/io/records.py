@@ -3,7 +3,7 @@ arrays (:class:`ScoredSet`). :mod:`instab.io.store` reads and writes them (and r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,32 @@ class ResultRow:
     def identity(self) -> str:
         """The model key this row is stored under."""
         return self.model_hash or self.model
+
+
+def stored_scores(scores: Iterable[float]) -> list[float]:
+    """Scores as every results store keeps them: rounded to 7 decimals (SQLite and Parquet hold the same values)."""
+    return [round(float(s), 7) for s in scores]
+
+
+def resolve_identity(ids: Sequence[tuple[str, str]], model: str | None, where: str) -> tuple[str, str]:
+    """(model_hash, name) among the stored ``ids`` named by ``model``: a hash, a unique prefix of one (6+
+    characters) or a name; the only model when ``model`` is None. ``where`` names the store in messages."""
+    if not ids:
+        raise ValueError(f"results store: {where} holds no results")
+    shown = ", ".join(m if h == m else f"{m} {h[:12]}" for h, m in ids)
+    if model is None:
+        if len(ids) > 1:
+            raise ValueError(f"model: the store holds several models ({shown}); name one")
+        return ids[0]
+    for candidates in ([i for i in ids if i[0] == model], [i for i in ids if i[1] == model],
+                       [i for i in ids if len(model) >= 6 and i[0].startswith(model)]):
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            hashes = ", ".join(h[:12] for h, _ in candidates)
+            raise ValueError(f"model: {model!r} names {len(candidates)} different models in the store "
+                             f"({hashes}); give its hash (or a unique prefix of it)")
+    raise ValueError(f"model: {model!r} not in the store (has {shown})")
 
 
 @dataclass(frozen=True)
@@ -94,4 +120,4 @@ class ScoredSet:
         return table.to_dataframe(self.rows())
 
 
-__all__ = ["ResultRow", "ScoredSet"]
+__all__ = ["ResultRow", "ScoredSet", "resolve_identity", "stored_scores"]

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from instab._shared.provenance import sha256_hex, utc_now
-from instab.io.records import ResultRow, ScoredSet
+from instab.io.records import ResultRow, ScoredSet, resolve_identity, stored_scores
 
 if TYPE_CHECKING:
     from instab.models import Model
@@ -81,6 +81,27 @@ class StoreBusyError(OSError):
 
 class StoreWriteError(OSError):
     """The store cannot be written (the disk is full, an I/O error, a read-only file); what it holds is kept."""
+
+
+def lock_file(path: Path, busy: str) -> int | None:
+    """Hold an exclusive advisory lock on ``path`` (created) for this process: its file descriptor (close it to
+    release; the OS releases it when the process dies), None where the OS has no flock.
+
+    :class:`StoreBusyError` when another process holds it; ``busy`` is its message, ``{holder}`` replaced by what
+    the holder wrote into the file (its pid and start time).
+    """
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StoreBusyError(busy.replace("{holder}", holder)) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} since {utc_now()}".encode())
+    return fd
 
 
 def model_hash(model: Model) -> str:
@@ -194,22 +215,10 @@ class ResultStore:
 
     def _lock(self) -> None:
         """Take the writer's lock on ``<store>.lock`` (flock: the OS releases it when the process dies)."""
-        if fcntl is None:
-            return
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise StoreBusyError(
-                f"results store: {self.path.name} is in use by another instab run ({holder}); wait for it to "
-                "finish, or give another --out (a killed run never holds it)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} since {utc_now()}".encode())
-        self._lock_fd = fd
+        self._lock_fd = lock_file(
+            self.path.with_name(self.path.name + ".lock"),
+            f"results store: {self.path.name} is in use by another instab run ({{holder}}); wait for it to "
+            "finish, or give another --out (a killed run never holds it)")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -345,23 +354,7 @@ class ResultStore:
 
     def resolve(self, model: str | None = None) -> tuple[str, str]:
         """(model_hash, name) of the model named by ``model``: its hash, a unique prefix of it, or its name."""
-        ids = self.identities()
-        if not ids:
-            raise ValueError(f"results store: {self.path} holds no results")
-        shown = ", ".join(m if h == m else f"{m} {h[:12]}" for h, m in ids)
-        if model is None:
-            if len(ids) > 1:
-                raise ValueError(f"model: the store holds several models ({shown}); name one")
-            return ids[0]
-        for candidates in ([i for i in ids if i[0] == model], [i for i in ids if i[1] == model],
-                           [i for i in ids if len(model) >= 6 and i[0].startswith(model)]):
-            if len(candidates) == 1:
-                return candidates[0]
-            if len(candidates) > 1:
-                hashes = ", ".join(h[:12] for h, _ in candidates)
-                raise ValueError(f"model: {model!r} names {len(candidates)} different models in the store "
-                                 f"({hashes}); give its hash (or a unique prefix of it)")
-        raise ValueError(f"model: {model!r} not in the store (has {shown})")
+        return resolve_identity(self.identities(), model, str(self.path))
 
     def load(self, model: str | None = None) -> ScoredSet:
         """All rows of one model as arrays (the only model when there is one; else by hash or name)."""
@@ -424,7 +417,7 @@ def _values(r: ResultRow) -> tuple[object, ...]:
         r.identity, r.model, r.image_id, r.environment, int(r.repeat), r.path, ";".join(map(str, r.labels)),
         None if r.group is None else int(r.group), None if r.k is None else int(r.k),
         None if r.classes is None else json.dumps([int(c) for c in r.classes]),
-        None if r.scores is None else json.dumps([round(float(s), 7) for s in r.scores]),
+        None if r.scores is None else json.dumps(stored_scores(r.scores)),
         r.error,
     )
 
@@ -439,5 +432,6 @@ __all__ = [
     "StoreBusyError",
     "StoreWriteError",
     "StoredItem",
+    "lock_file",
     "model_hash",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,39 +74,68 @@ def simulate(
     summary = SimulationSummary(out / "manifest.csv")
     rows: list[ManifestRow] = []
     total, done = len(images) * len(envs) * repeats, 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        report(progress, "simulated", done, total, "images")
+
     for start in range(0, len(images), chunk):
         part = images[start : start + chunk]
-        pixels: list[Any] = []  # uint8 images, camera raw captures (isp.RawImage) or None
-        for item in part:
-            try:
-                pixels.append(rawfile.decode(item.path, raw="keep"))  # a raw file: an isp.RawImage
-            except Exception as exc:  # a corrupt input is recorded, the rest go on
-                pixels.append(None)
-                summary.errors.append(f"{item.path.name}: cannot read ({type(exc).__name__}: {exc})")
-        for env in envs:
-            for r in range(repeats):
-                name, env_r = _with_shot(env, r)
-                inputs = rawfile.for_environment(pixels, env_r.accepts_raw)  # developed unless isp:/device:
-                result = env_r.apply(inputs, seed=seed + (0 if name.startswith("device:") else r),
-                                     threads=threads, first_index=start)
-                folder = out / slug(str(env))
-                folder.mkdir(exist_ok=True)
-                for i, item in enumerate(part):
-                    img = result.images[i]
-                    err = result.errors[i] if result.errors else None
-                    if pixels[i] is None:
-                        continue
-                    if img is None or err:
-                        summary.errors.append(f"{item.path.name} [{name}]: {err or 'no output'}")
-                        continue
-                    target = folder / (item.path.stem + (f"_r{r}" if repeats > 1 else "") + ".png")
-                    Image.fromarray(img).save(target, compress_level=1)
-                    rows.append(ManifestRow(0, item.path.name, str(env), target, item.labels, r))
-                    summary.written += 1
-                done += len(part)
-                report(progress, "simulated", done, total, "images")
+        result = simulate_chunk(part, start, envs, out, repeats=repeats, seed=seed, threads=threads, on_step=step)
+        rows += result.rows
+        summary.errors += result.errors
+        summary.written += len(result.rows)
     write_manifest(summary.manifest, rows)
     return summary
+
+
+@dataclass
+class ChunkResult:
+    """What :func:`simulate_chunk` wrote: manifest rows (paths of the PNGs) and failure messages, in order."""
+
+    rows: list[ManifestRow] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def simulate_chunk(part: Sequence[LabeledImage], start: int, envs: Sequence[Environment], out: Path, *,
+                   repeats: int, seed: int, threads: int | None,
+                   on_step: Callable[[int], None] | None = None) -> ChunkResult:
+    """Images ``part`` (positions ``start``... of the whole list: the key of their randomness) in every
+    environment and shot, as PNGs under ``out/<environment>/``: one unit of :func:`simulate`'s work, the same
+    wherever it runs (the Ray engine runs units on a cluster). ``on_step`` gets the items done after each
+    (environment, shot)."""
+    check_threads(threads)
+    result = ChunkResult()
+    pixels: list[Any] = []  # uint8 images, camera raw captures (isp.RawImage) or None
+    for item in part:
+        try:
+            pixels.append(rawfile.decode(item.path, raw="keep"))  # a raw file: an isp.RawImage
+        except Exception as exc:  # a corrupt input is recorded, the rest go on
+            pixels.append(None)
+            result.errors.append(f"{item.path.name}: cannot read ({type(exc).__name__}: {exc})")
+    for env in envs:
+        for r in range(repeats):
+            name, env_r = _with_shot(env, r)
+            inputs = rawfile.for_environment(pixels, env_r.accepts_raw)  # developed unless isp:/device:
+            applied = env_r.apply(inputs, seed=seed + (0 if name.startswith("device:") else r), threads=threads,
+                                  first_index=start)
+            folder = out / slug(str(env))
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, item in enumerate(part):
+                img = applied.images[i]
+                err = applied.errors[i] if applied.errors else None
+                if pixels[i] is None:
+                    continue
+                if img is None or err:
+                    result.errors.append(f"{item.path.name} [{name}]: {err or 'no output'}")
+                    continue
+                target = folder / (item.path.stem + (f"_r{r}" if repeats > 1 else "") + ".png")
+                Image.fromarray(img).save(target, compress_level=1)
+                result.rows.append(ManifestRow(0, item.path.name, str(env), target, item.labels, r))
+            if on_step is not None:
+                on_step(len(part))
+    return result
 
 
 def _with_shot(env: Environment, r: int) -> tuple[str, Environment]:
@@ -116,7 +145,9 @@ def _with_shot(env: Environment, r: int) -> tuple[str, Environment]:
     return text, env
 
 __all__ = [
+    "ChunkResult",
     "SimulationSummary",
     "simulate",
+    "simulate_chunk",
     "slug",
 ]
