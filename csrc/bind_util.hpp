@@ -37,7 +37,11 @@ inline void require_c_contiguous(const py::array& a, const char* name) {
 
 template <class T>
 bool is_dtype(const py::array& a) {
-    return a.dtype().is(py::dtype::of<T>());
+    // By type number, not object identity: an unpickled array (Ray, multiprocessing) can carry its own
+    // descriptor object for uint8. Native byte order only ('=' or '|'): the kernels read raw memory.
+    const py::dtype d = a.dtype();
+    const char order = d.byteorder();
+    return d.normalized_num() == py::dtype::of<T>().normalized_num() && (order == '=' || order == '|');
 }
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }

@@ -211,3 +211,15 @@ def test_preprocess_plan_refuses_sizes_beyond_int32(args):
 def test_preprocess_refuses_crops_beyond_int32():
     with pytest.raises(ValueError, match="size: must be in"):
         core.preprocess([np.zeros((4, 4, 3), np.uint8)], 2**31, 1, 4, "nhwc", "uint8", None)
+
+
+def test_unpickled_arrays_are_accepted_and_foreign_byte_order_is_refused():
+    """dtypes are compared by type, not by descriptor object: pickling (Ray, multiprocessing) makes a new one."""
+    import pickle
+
+    scores = np.random.default_rng(0).random((5, 10)).astype(np.float32)
+    unpickled = pickle.loads(pickle.dumps(scores))
+    assert unpickled.dtype is not scores.dtype  # its own descriptor object: an identity check refused it
+    np.testing.assert_array_equal(np.asarray(core.topk(unpickled, 3, 1)[0]), np.asarray(core.topk(scores, 3, 1)[0]))
+    with pytest.raises((TypeError, ValueError), match="float32"):
+        core.topk(scores.astype(">f4"), 3, 1)
