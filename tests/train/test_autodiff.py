@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from instab.train import UnsupportedOperatorError, build_gradient_graph, supported_operators
-from tests._support.training import fd_check, make_model
+from tests._support.training import fd_check, make_model, session
 
 R = np.random.default_rng(1234)
 
@@ -243,3 +243,54 @@ def test_conv_property(n, cg, mg, group, h, w, kh, kw, sh, sw, pads, bias, seed)
         ins.append("B")
     node = helper.make_node("Conv", ins, ["Y"], kernel_shape=[kh, kw], strides=[sh, sw], pads=pads, group=group)
     fd_check(make_model([node], feeds, "Y"), feeds, ins, seed=seed)
+
+
+@pytest.mark.parametrize("first", ["Relu", "Clip"])
+@pytest.mark.parametrize("second", ["Min", "Max"])
+def test_clamp_then_per_channel_bound_uses_one_mask(first, second):
+    """Relu/Clip read only by a Min/Max with a per-channel constant: one mask, equal to the two rules' product.
+
+    Inputs sit exactly on the bounds and on the caps (ties), where the Min/Max rule gives the
+    gradient to its first input and Clip/Relu block it; checked against that numpy mask.
+    """
+    cap = np.array([0.0, 0.25, 0.5, 1.0], np.float32).reshape(1, 4, 1)
+    x = R.choice(np.array([-1.0, 0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0], np.float32), size=(2, 4, 5))
+    feeds = {"X": x}
+    consts = {"cap": cap, "lo": np.float32(0.0), "hi": np.float32(1.0)}
+    clamp = helper.make_node(first, ["X"] if first == "Relu" else ["X", "lo", "hi"], ["a"])
+    nodes = [clamp, helper.make_node(second, ["a", "cap"], ["Y"])]
+    model = make_model(nodes, feeds, "Y", consts={k: v for k, v in consts.items() if k in clamp.input or k == "cap"})
+    gm = build_gradient_graph(model, "Y", ["X"])
+    assert "Equal" not in [n.op_type for n in gm.graph.node]  # the pair rule replaced the Min/Max mask
+    dy = R.standard_normal(x.shape).astype(np.float32)
+    (got,) = session(gm).run(["X::grad"], {"X": x, "Y::seed": dy})
+    y = np.maximum(x, 0) if first == "Relu" else np.clip(x, 0, 1)
+    inside = (y > 0) & ((y < 1) if first == "Clip" else True)
+    takes = y <= cap if second == "Min" else y >= cap
+    np.testing.assert_array_equal(got, np.where(inside & takes, dy, 0))
+    feeds = {"X": away_from(rand(2, 4, 5, lo=-0.5, hi=1.5), [0.0, 0.25, 0.5, 1.0])}
+    fd_check(model, feeds, ["X"])
+
+
+def test_clamp_with_two_readers_keeps_the_separate_rules():
+    feeds = {"X": away_from(rand(2, 3, 4), [0.0, 0.3])}
+    nodes = [
+        helper.make_node("Relu", ["X"], ["a"]),
+        helper.make_node("Min", ["a", "cap"], ["m"]),
+        helper.make_node("Mul", ["m", "a"], ["Y"]),
+    ]
+    model = make_model(nodes, feeds, "Y", consts={"cap": np.full((3, 1), 0.3, np.float32)})
+    assert "Equal" in [n.op_type for n in build_gradient_graph(model, "Y", ["X"]).graph.node]
+    fd_check(model, feeds, ["X"])
+
+
+@pytest.mark.parametrize("pads", [(0, 1, 2, 1), (2, 2, 0, 0), (3, 0, 0, 3)])
+def test_grouped_stride_one_conv_input_gradient(pads):
+    """Stride-1 input gradients run as a Conv with the flipped, per-group transposed kernel (pads < kernel),
+    else as a ConvTranspose (pads >= kernel); groups with several channels on both sides."""
+    feeds = {"X": rand(2, 4, 5, 6), "W": rand(6, 2, 3, 3)}
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], kernel_shape=[3, 3], pads=list(pads), group=2)
+    model = make_model([node], feeds, "Y")
+    types = [n.op_type for n in build_gradient_graph(model, "Y", ["X"]).graph.node]
+    assert ("ConvTranspose" in types) == (max(pads) >= 3)
+    fd_check(model, feeds, ["X", "W"])

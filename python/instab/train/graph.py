@@ -41,7 +41,7 @@ from instab.train.builder import NodeBuilder
 from instab.train.layers import parameter_layers, select_trainable
 from instab.train.loss import CE, LABELS, LOSS, STABILITY, loss_nodes
 from instab.train.optim import Optimizer
-from instab.train.simplify import fold_clamps
+from instab.train.simplify import simplify
 
 LOSSES = ("kl", "embedding", "ce")
 
@@ -217,7 +217,7 @@ def build_training_graph(
     known, n_out = _static_shapes(prep)
     if class_offset is None:
         class_offset = 1 if n_out == 1001 else 0
-    fwd, consts, clamp_inits, b = _forward(prep, known)
+    fwd, consts, clamp_inits, b = _forward(prep, known, params)
     two = loss != "ce"
     # The node lists are taken from the builder in turn: one builder names every new tensor.
     head = _image_head(b, prep.image.name, two)
@@ -307,13 +307,15 @@ def _static_shapes(prep: _Prepared) -> tuple[dict[str, list[int | None]], int]:
 
 
 def _forward(
-    prep: _Prepared, known: dict[str, list[int | None]]
+    prep: _Prepared, known: dict[str, list[int | None]], params: list[str]
 ) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray], list[onnx.TensorProto], NodeBuilder]:
-    """The forward nodes the loss needs (clamps folded), the constants, and a builder for the new nodes."""
+    """The forward nodes the loss needs (simplified), the constants, and a builder for the new nodes."""
     graph = prep.proto.graph
     targets = {prep.logits} | ({prep.embedding} if prep.embedding else set())
     consts = constants(graph)
-    fwd, clamp_inits = fold_clamps(prune(graph.node, targets), consts, targets, known)
+    # Trained tensors change: simplification may only rely on the values of frozen ones.
+    frozen = {k: v for k, v in consts.items() if k not in set(params)}
+    fwd, clamp_inits = simplify(prune(graph.node, targets), frozen, targets, known)
     consts.update({i.name: numpy_helper.to_array(i) for i in clamp_inits})
     taken = {t for n in graph.node for t in list(n.input) + list(n.output)} | set(consts)
     taken |= RESERVED

@@ -55,6 +55,9 @@ class Trainer:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = check_threads(threads)
+        # Workers spinning between the step's ~1800 nodes burn the cores that the batch preparation and
+        # other processes need: without spinning a step of 32 pairs ran 1.2x faster on 2 loaded cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(graph.model.SerializeToString(), opts, providers=_providers(providers))
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         self.names = list(graph.params) + list(graph.state)

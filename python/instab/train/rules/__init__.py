@@ -10,16 +10,29 @@ from __future__ import annotations
 
 # Imported for their side effect: each module registers its rules with base.rule.
 from instab.train.rules import conv, elementwise, matrix, shape
-from instab.train.rules.base import GradContext, Rule, UnsupportedOperatorError, find_rule, rule, supported_operators
+from instab.train.rules.base import (
+    GradContext,
+    PairRule,
+    Rule,
+    UnsupportedOperatorError,
+    find_pair_rule,
+    find_rule,
+    pair_rule,
+    rule,
+    supported_operators,
+)
 
 __all__ = [
     "GradContext",
+    "PairRule",
     "Rule",
     "UnsupportedOperatorError",
     "conv",
     "elementwise",
+    "find_pair_rule",
     "find_rule",
     "matrix",
+    "pair_rule",
     "rule",
     "shape",
     "supported_operators",

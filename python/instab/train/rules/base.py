@@ -16,7 +16,11 @@ import onnx
 from instab.train.builder import NodeBuilder
 
 Rule = Callable[["GradContext", onnx.NodeProto, list[str | None], list[bool]], list[str | None]]
+#: A rule for two nodes in a row (the second reads the first's only use): (ctx, first, second, d second) ->
+#: the gradient with respect to the first node's input, or None where the pair is not its case.
+PairRule = Callable[["GradContext", onnx.NodeProto, onnx.NodeProto, str], str | None]
 _RULES: dict[str, Rule] = {}
+_PAIR_RULES: dict[tuple[str, str], PairRule] = {}
 
 
 class UnsupportedOperatorError(ValueError):
@@ -32,6 +36,26 @@ def rule(*op_types: str) -> Callable[[Rule], Rule]:
         return fn
 
     return wrap
+
+
+def pair_rule(first: Sequence[str], second: Sequence[str]) -> Callable[[PairRule], PairRule]:
+    """Decorator: register ``fn`` for a node of type in ``first`` read only by a node of type in ``second``.
+
+    One rule for the pair emits fewer nodes than the two rules in turn (e.g. one mask for two clamps).
+    """
+
+    def wrap(fn: PairRule) -> PairRule:
+        for a in first:
+            for b in second:
+                _PAIR_RULES[(a, b)] = fn
+        return fn
+
+    return wrap
+
+
+def find_pair_rule(first: str, second: str) -> PairRule | None:
+    """The rule registered for ``first`` followed by ``second``, or None."""
+    return _PAIR_RULES.get((first, second))
 
 
 def find_rule(op_type: str) -> Rule | None:
@@ -107,10 +131,13 @@ def masked(b: NodeBuilder, mask: str, dy: str) -> str:
 
 __all__ = [
     "GradContext",
+    "PairRule",
     "Rule",
     "UnsupportedOperatorError",
+    "find_pair_rule",
     "find_rule",
     "masked",
+    "pair_rule",
     "rule",
     "supported_operators",
 ]

@@ -55,12 +55,40 @@ def _conv(ctx, node, dys, want):
     spatial, out_spatial, strides, pads = _conv_geometry(ctx, node, kernel)
     out: list[str | None] = [None] * len(node.input)
     if want[0]:
-        out[0] = _transpose_input(b, dy, w, node, spatial, out_spatial, strides, pads, kernel, group)
+        if all(s == 1 for s in strides) and all(p < k for p, k in zip(pads, kernel + kernel, strict=True)):
+            out[0] = _input_grad_by_conv(b, dy, w, m, cg, kernel, group, pads)
+        else:
+            out[0] = _transpose_input(b, dy, w, node, spatial, out_spatial, strides, pads, kernel, group)
     if want[1]:
         out[1] = _conv_weight_grad(ctx, x, dy, m, cg, kernel, group, spatial, out_spatial, strides, pads)
     if len(node.input) > 2 and node.input[2] and want[2]:
-        out[2] = b.reduce_sum(dy, [0] + list(range(2, 2 + r)), keepdims=False)
+        # Pixels first, then images: ONNX Runtime sums contiguous trailing axes about twice as fast.
+        out[2] = b.reduce_sum(b.reduce_sum(dy, list(range(2, 2 + r)), keepdims=False), [0], keepdims=False)
     return out
+
+
+def _input_grad_by_conv(b, dy, w, m, cg, kernel, group, pads) -> str:
+    """dX of a stride-1 Conv as a Conv of dY with the flipped, per-group transposed kernel.
+
+    Equal to the ConvTranspose, but ONNX Runtime runs a 1x1 Conv as one GEMM where
+    its ConvTranspose adds a col2im pass over dX.
+    """
+    r = len(kernel)
+    spatial_axes = list(range(2, 2 + r))
+    wt = w
+    if any(k > 1 for k in kernel):
+        big = np.iinfo(np.int64).min
+        wt = b.op("Slice", [wt, b.ints([-1] * r), b.ints([big] * r), b.ints(spatial_axes), b.ints([-1] * r)])
+    mg = m // group
+    if cg > 1 and mg > 1 and group > 1:
+        wt = b.op("Reshape", [wt, b.ints([group, mg, cg] + kernel)])
+        wt = b.op("Transpose", [wt], perm=[0, 2, 1] + [3 + i for i in range(r)])
+        wt = b.op("Reshape", [wt, b.ints([group * cg, mg] + kernel)])
+    elif cg > 1 or mg > 1:  # one group, or one channel on a side of each group: a plain swap of the first axes
+        wt = b.op("Transpose", [wt], perm=[1, 0] + spatial_axes) if group == 1 else b.op(
+            "Reshape", [wt, b.ints([group * cg, mg] + kernel)])
+    flipped = [k - 1 - p for p, k in zip(pads, kernel + kernel, strict=True)]
+    return b.op("Conv", [dy, wt], group=group, kernel_shape=kernel, pads=flipped)
 
 
 def _conv_weight_grad(ctx, x, dy, m, cg, kernel, group, spatial, out_spatial, strides, pads) -> str:
@@ -73,7 +101,10 @@ def _conv_weight_grad(ctx, x, dy, m, cg, kernel, group, spatial, out_spatial, st
         x3 = b.op("Transpose", [b.op("Reshape", [x, b.ints([0, cg, -1])])], perm=[0, 2, 1])
         g = b.reduce_sum(b.op("MatMul", [d3, x3]), [0], keepdims=False)
         return b.op("Reshape", [g, b.ints([m, cg] + [1] * r)])
-    # General (grouped, depthwise, strided): correlate the input with dY, treating the batch as channels.
+    if r == 2 and group == m and cg == 1 and all(s == 1 for s in strides):
+        # Strided: M would hold s times more unused columns; the general rule is as fast there (measured).
+        return _depthwise_weight_grad(b, x, dy, m, kernel, spatial, out_spatial, pads)
+    # General (grouped, strided): correlate the input with dY, treating the batch as channels.
     mg = m // group
     xg = b.op("Reshape", [x, b.ints([0, group, cg] + spatial)])
     xg = b.op("Transpose", [xg], perm=[2, 1, 0] + sp)  # [cg, g, N, *S]
@@ -87,6 +118,34 @@ def _conv_weight_grad(ctx, x, dy, m, cg, kernel, group, spatial, out_spatial, st
     if full != kernel:  # rows past the last stride window take no part
         g = b.op("Slice", [g, b.ints([0] * r), b.ints(kernel), b.ints(list(range(2, 2 + r)))])
     return g
+
+
+def _depthwise_weight_grad(b, x, dy, c, kernel, spatial, out_spatial, pads) -> str:
+    """dW of a 2-D stride-1 depthwise Conv as one GEMM per channel, summing over images and rows.
+
+    With ``X_i`` the padded input rows ``p + i`` side by side for every kernel row i,
+    ``M = dY^T X`` holds, for output column q and input column t, the sum over images
+    and rows of ``dY[., q] X_i[., t]``; dW[c, i, j] is the sum of M along ``t = q + j``.
+    ONNX Runtime's grouped Conv with the batch as channels (the general rule) spends
+    most of its time in im2col with one filter per group; the GEMM does the same sums
+    faster (1.2-1.8x on MobileNetV2's layers), although most entries of M go unused.
+    """
+    (kh, kw), w, (ho, wo) = kernel, spatial[1], out_spatial
+    wp = w + pads[1] + pads[3]
+    xc = b.op("Transpose", [x], perm=[1, 0, 2, 3])  # [C, N, H, W]
+    if any(pads):
+        xc = b.op("Pad", [xc, b.ints([0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]])])
+    rows = np.arange(ho)[:, None] + np.arange(kh)[None, :]  # [Ho, kh]: input row of output row p, kernel row i
+    xg = b.op("Gather", [xc, b.ints(rows.reshape(-1))], axis=2)  # [C, N, Ho*kh, Wp]
+    xg = b.op("Reshape", [xg, b.ints([c, -1, kh * wp])])  # [C, N*Ho, kh*Wp]: rows (n, p), columns (i, t)
+    dc = b.op("Reshape", [b.op("Transpose", [dy], perm=[1, 0, 2, 3]), b.ints([c, -1, wo])])  # [C, N*Ho, Wo]
+    mm = b.op("MatMul", [b.op("Transpose", [dc], perm=[0, 2, 1]), xg])  # [C, Wo, kh*Wp]
+    # Entry (q, i, q + j) sits at q*(kh*Wp + 1) + i*Wp + j of the flat M padded by Wo: a Gather of columns.
+    flat = b.op("Pad", [b.op("Reshape", [mm, b.ints([c, -1])]), b.ints([0, 0, 0, wo])])
+    diag = b.op("Reshape", [flat, b.ints([c, wo, kh * wp + 1])])
+    cols = (np.arange(kh)[:, None] * wp + np.arange(kw)[None, :]).reshape(-1)
+    g = b.reduce_sum(b.op("Gather", [diag, b.ints(cols)], axis=2), [1], keepdims=False)  # [C, kh*kw]
+    return b.op("Reshape", [g, b.ints([c, 1, kh, kw])])
 
 
 @rule("AveragePool")

@@ -2,7 +2,8 @@
 
 Identity, Dropout, Cast, Relu, Clip, Min, Max, Add, Sum, Sub, Neg, Mul, Div,
 Sigmoid, Softmax, LogSoftmax. Broadcast inputs get their gradient summed back to
-their own shape (:meth:`GradContext.unbroadcast`).
+their own shape (:meth:`GradContext.unbroadcast`). A Relu/Clip read only by a Min/Max
+with a constant bound (a per-channel cap) gets one mask for the two.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 
 from instab._shared.onnx_graph import attr
-from instab.train.rules.base import UnsupportedOperatorError, masked, rule
+from instab.train.rules.base import GradContext, UnsupportedOperatorError, masked, pair_rule, rule
 
 
 @rule("Identity", "Dropout")
@@ -63,19 +64,64 @@ def _minmax(ctx, node, dys, want):
     y, dy = node.output[0], dys[0]
     out: list[str | None] = []
     taken = None  # ties: the first input that equals the result takes the gradient
-    for i, x in enumerate(node.input):
+    last = max(i for i, w in enumerate(want) if w)
+    for i, x in enumerate(node.input[: last + 1]):  # inputs after the last wanted one change no mask
         eq = b.op("Equal", [x, y])
-        if taken is None:
-            mask = eq
-        else:
-            mask = b.op("And", [eq, b.op("Not", [taken])])
-        taken = eq if taken is None else b.op("Or", [taken, eq])
         if want[i]:
-            g = masked(b, mask, dy)
-            out.append(ctx.unbroadcast(g, x, y, node))
+            mask = eq if taken is None else b.op("And", [eq, b.op("Not", [taken])])
+            out.append(ctx.unbroadcast(masked(b, mask, dy), x, y, node))
         else:
             out.append(None)
-    return out
+        if i < last:
+            taken = eq if taken is None else b.op("Or", [taken, eq])
+    return out + [None] * (len(node.input) - last - 1)
+
+
+def _clamp_bounds(ctx: GradContext, node: onnx.NodeProto) -> tuple[float, float] | None:
+    """The constant scalar (lo, hi) of a Relu or Clip node, else None."""
+    if node.op_type == "Relu":
+        return 0.0, float("inf")
+    if len(node.input) == 1:  # opset < 11 form
+        lo, hi = attr(node, "min"), attr(node, "max")
+        return float("-inf") if lo is None else float(lo), float("inf") if hi is None else float(hi)
+    out = []
+    for k, default in ((1, float("-inf")), (2, float("inf"))):
+        name = node.input[k] if len(node.input) > k else ""
+        v = ctx.constants.get(name) if name else np.float32(default)
+        if v is None or v.size != 1:
+            return None
+        out.append(float(np.asarray(v).reshape(-1)[0]))
+    return out[0], out[1]
+
+
+@pair_rule(["Relu", "Clip"], ["Min", "Max"])
+def _clamp_then_bound(ctx, clamp, bound, dy):
+    """``Min(Clip(x, lo, hi), c)`` (or Max) with a constant c: dx = dy where lo < y < hi and y <= c, y the clamp.
+
+    ``y <= c`` is ``y < nextafter(c, +inf)`` exactly, so one Less against a merged bound
+    tensor replaces the Min's Equal mask; ties still pass, as in the Min rule.
+    """
+    b = ctx.b
+    y = clamp.output[0]
+    bounds = _clamp_bounds(ctx, clamp)
+    c = ctx.constants.get(bound.input[1]) if len(bound.input) == 2 and bound.input[0] == y else None
+    shape = ctx.b.shape(y)
+    if bounds is None or c is None or c.dtype != np.float32 or not np.all(np.isfinite(c)) or shape is None:
+        return None
+    if c.ndim > len(shape) or any(d != 1 and d != s for d, s in zip(c.shape[::-1], shape[::-1], strict=False)):
+        return None  # c would broadcast y: the Min's result has another shape
+    lo, hi = bounds
+    if bound.op_type == "Min":
+        lo_t, hi_t = lo, np.minimum(np.nextafter(c, np.float32(np.inf)), np.float32(hi))
+    else:
+        lo_t, hi_t = np.maximum(np.nextafter(c, np.float32(-np.inf)), np.float32(lo)), hi
+    mask = None
+    for op, t in (("Greater", lo_t), ("Less", hi_t)):
+        if np.ndim(t) == 0 and abs(float(t)) == float("inf"):
+            continue
+        m = b.op(op, [y, b.const(np.asarray(t, np.float32))])
+        mask = m if mask is None else b.op("And", [mask, m])
+    return dy if mask is None else masked(b, mask, dy)
 
 
 @rule("Add", "Sum")
