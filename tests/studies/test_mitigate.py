@@ -44,7 +44,8 @@ def test_split_is_a_disjoint_per_class_partition(labels, val, ev, seed):
         assert (labels[s.train] == c).sum() >= 1  # every class trains
         assert (labels[s.eval] == c).sum() == min(round(n * ev), n - 1)
     again = split_per_class(labels, val, ev, seed)
-    assert all(np.array_equal(a, b) for a, b in zip((s.train, s.val, s.eval), (again.train, again.val, again.eval)))
+    parts = zip((s.train, s.val, s.eval), (again.train, again.val, again.eval), strict=True)
+    assert all(np.array_equal(a, b) for a, b in parts)
 
 
 def test_split_of_one_class_does_not_move_when_another_grows():

@@ -80,8 +80,8 @@ def _options(args: argparse.Namespace) -> MitigateOptions:
     return MitigateOptions(
         device=args.device, pair_device=args.pair_device, loss=args.loss, noise=args.noise, alpha=args.alpha,
         alphas=alphas, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, trainable=args.trainable,
-        distill=args.distill, max_retention_drop=args.max_retention_drop, val_fraction=args.val_fraction, eval_fraction=args.eval_fraction, int8=args.int8,
-        seed=args.seed, threads=args.threads)
+        distill=args.distill, max_retention_drop=args.max_retention_drop, val_fraction=args.val_fraction,
+        eval_fraction=args.eval_fraction, int8=args.int8, seed=args.seed, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:

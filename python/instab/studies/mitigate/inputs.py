@@ -77,7 +77,7 @@ def load_inputs(images: str | Path, labels: str | Path, spec: models.ModelSpec, 
     check_classes(data.labels, spec, "labels")
     pairs = load_pairs(pair_images, data, images, spec) if pair_images is not None else None
     retention = None
-    if retain_images is not None:
+    if retain_images is not None and retain_labels is not None:
         full = load_labeled(retain_images, retain_labels, spec.size, spec.crop)
         check_classes(full.labels, spec, "retain_labels")
         trained = {c for ls in data.labels for c in ls}

@@ -15,9 +15,9 @@ import numpy as np
 
 from instab import models
 from instab._shared.progress import Progress
+from instab.studies.mitigate.evaluate import EvaluationSet, evaluate_model
 from instab.studies.mitigation.finetune import FineTuner
 from instab.studies.mitigation.int8 import quiet_onnxruntime_quantization
-from instab.studies.mitigate.evaluate import EvaluationSet, evaluate_model
 from instab.train.quantize import quantize_int8
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instab import models
+from instab.models import Model
 from instab.studies.mitigate import report
 from instab.studies.result import to_plain
 
@@ -27,8 +27,8 @@ class MitigateResult:
     """The tuned float models (``plain``, ``stable``), their int8 copies (and the input's), the measures of each
     (``rows[name]``, ``int8_rows[name]``) and ``meta`` (options, split, alpha search, timings, provenance)."""
 
-    models: dict[str, models.Model]
-    int8_models: dict[str, models.Model]
+    models: dict[str, Model]
+    int8_models: dict[str, Model]
     rows: dict[str, dict[str, Any]]
     int8_rows: dict[str, dict[str, Any]]
     meta: dict[str, Any]

@@ -13,12 +13,6 @@ from instab import models
 from instab._shared.progress import Progress
 from instab._shared.provenance import record, utc_now
 from instab.io.store import model_hash
-from instab.studies.mitigation.config import MitigationConfig
-from instab.studies.mitigation.data import check_disjoint
-from instab.studies.mitigation.finetune import FineTuner, as_float_model
-from instab.studies.mitigation.measuring import measure
-from instab.studies.mitigation.noise import make_scheme
-from instab.studies.mitigation.stability import noisy_features
 from instab.studies.mitigate.evaluate import evaluate
 from instab.studies.mitigate.inputs import load_inputs, untrainable_operators
 from instab.studies.mitigate.options import MitigateOptions
@@ -27,6 +21,12 @@ from instab.studies.mitigate.result import MitigateResult
 from instab.studies.mitigate.split import split_per_class
 from instab.studies.mitigate.tuning import Pairs, choose_alpha, fit_plain, fit_stable, soft_targets
 from instab.studies.mitigate.views import AllViews, build_views
+from instab.studies.mitigation.config import MitigationConfig
+from instab.studies.mitigation.data import check_disjoint
+from instab.studies.mitigation.finetune import FineTuner, as_float_model
+from instab.studies.mitigation.measuring import measure
+from instab.studies.mitigation.noise import make_scheme
+from instab.studies.mitigation.stability import noisy_features
 from instab.train.autodiff import UnsupportedOperatorError
 
 #: How many draws of a random x' the training cycles through (epoch e uses draw e mod DRAWS).

@@ -30,11 +30,11 @@ class Pairs:
 def soft_targets(tuner: FineTuner, x: np.ndarray, labels: np.ndarray, distill: float) -> np.ndarray:
     """``(1 - distill) * one_hot(labels) + distill * p_start(x)``: the targets that keep what the start model
     knows of every other class (distillation, as in learning without forgetting)."""
-    targets = np.zeros((len(labels), tuner.num_classes), np.float32)
-    targets[np.arange(len(labels)), labels] = 1.0
-    if distill > 0:
-        targets = (1.0 - distill) * targets + distill * tuner.soft_targets(x)
-    return targets.astype(np.float32)
+    one_hot = np.zeros((len(labels), tuner.num_classes), np.float32)
+    one_hot[np.arange(len(labels)), labels] = 1.0
+    if distill == 0:
+        return one_hot
+    return np.asarray((1.0 - distill) * one_hot + distill * tuner.soft_targets(x), dtype=np.float32)
 
 
 def fit_plain(tuner: FineTuner, pairs: Pairs) -> onnx.ModelProto:
@@ -50,7 +50,8 @@ def fit_stable(tuner: FineTuner, loss: str, alpha: float, pairs: Pairs) -> onnx.
 
 def choose_alpha(tuner: FineTuner, loss: str, grid: tuple[float, ...], fit: Pairs,
                  score: Callable[[onnx.ModelProto], dict[str, Any]], log: Callable[[str], None],
-                 keep: dict[str, onnx.ModelProto], max_retention_drop: float = 0.02) -> tuple[float, list[dict[str, Any]]]:
+                 keep: dict[str, onnx.ModelProto],
+                 max_retention_drop: float = 0.02) -> tuple[float, list[dict[str, Any]]]:
     """The alpha of ``grid`` whose model, trained on ``fit``, scores best on validation.
 
     ``score(head)`` returns the validation ``instability``, ``accuracy`` and

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from instab._shared.progress import Progress
-from instab.studies.mitigation.context import TrainingViews
-from instab.studies.mitigation.finetune import FineTuner
-from instab.studies.mitigation.views import Views, capture
 from instab.studies.mitigate.evaluate import EvaluationSet, protocols
 from instab.studies.mitigate.inputs import Inputs
 from instab.studies.mitigate.options import MitigateOptions
 from instab.studies.mitigate.split import Split
+from instab.studies.mitigation.context import TrainingViews
+from instab.studies.mitigation.finetune import FineTuner
+from instab.studies.mitigation.views import Views, capture
 
 #: The names of the two views when they are the user's own photos (``--pair-images``).
 PHOTOS, PAIR_PHOTOS = "photos", "pair-photos"
