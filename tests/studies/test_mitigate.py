@@ -293,3 +293,26 @@ def test_choose_alpha_keeps_retention(retention, want):
     alpha, records = choose_alpha(_FakeTuner(), "kl", (10.0, 1.0, 3.0), fit, score, lambda _: None, keep)
     assert alpha == want and keep == {"plain": "ce:0", "stable": f"kl:{want:g}"}
     assert [r["model"] for r in records] == ["input", "plain", "stable", "stable", "stable"]
+
+
+def test_real_paired_photos_are_x_prime(small_set, imagenette_dir, tmp_path, models_dir, monkeypatch):
+    """--pair-images: x is the user's photo, x' its partner (here a heavily re-encoded copy); the study's protocol
+    is measured between the two sets of photos."""
+    from PIL import Image
+
+    from instab.studies.mitigate import run_mitigate
+    from instab.studies.mitigate.views import PAIR_PHOTOS, PHOTOS
+
+    monkeypatch.setenv("INSTAB_MODELS_DIR", str(models_dir))
+    pairs = tmp_path / "pairs"
+    for r in csv.DictReader(open(small_set / "labels.csv", newline="")):
+        (pairs / r["file"]).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(imagenette_dir / r["file"]).convert("RGB").save(pairs / r["file"], "JPEG", quality=15)
+    options = MitigateOptions(trainable="last:2", epochs=1, alpha=3.0, int8=False)
+    result = run_mitigate("mobilenet-v2-int8-st", imagenette_dir, small_set / "labels.csv", options,
+                          pair_images=pairs, log=None)
+    assert result.meta["views"] == [PHOTOS, PAIR_PHOTOS]
+    assert set(result.rows) == {"input", "plain", "stable"} and not result.int8_rows
+    assert list(result.rows["input"]["accuracy"])[:2] == [PHOTOS, PAIR_PHOTOS]
+    written = result.write(tmp_path / "out")
+    assert "model_int8.onnx" not in written and {"model.onnx", "plain.onnx", "report.html"} <= set(written)
