@@ -275,7 +275,8 @@ class _FakeTuner:
 
 @pytest.mark.parametrize("retention, want", [
     ({"kl:1": 0.79, "kl:3": 0.785, "kl:10": 0.70}, 3.0),  # 10 forgets 10 points: the best allowed is 3
-    ({"kl:1": 0.70, "kl:3": 0.70, "kl:10": 0.70}, 1.0),  # all forget: the smallest alpha
+    ({"kl:1": 0.70, "kl:3": 0.75, "kl:10": 0.70}, 3.0),  # all forget: the one that keeps the most
+    ({"kl:1": 0.70, "kl:3": 0.70, "kl:10": 0.70}, 10.0),  # ... and on a tie, the best score
     ({"kl:1": None, "kl:3": None, "kl:10": None}, 10.0),  # no retention images: the most stable
 ])
 def test_choose_alpha_keeps_retention(retention, want):

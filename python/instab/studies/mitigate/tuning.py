@@ -58,8 +58,8 @@ def choose_alpha(tuner: FineTuner, loss: str, grid: tuple[float, ...], fit: Pair
     ``retention`` (top-1 on held-back retention images, or None). A model's score is
     its instability plus any accuracy it loses against the plain fine-tune on the same
     rows; a model that forgets more than ``max_retention_drop`` of the start model's
-    retention accuracy is not chosen (when every one does, the smallest alpha is: it
-    forgets least). The plain model and the chosen one are kept in ``keep``
+    retention accuracy is not chosen (when every one does, the one that keeps the most
+    retention is). The plain model and the chosen one are kept in ``keep``
     (``"plain"``, ``"stable"``): they are the run's results, not retrained.
     """
     start = score(tuner.head0)
@@ -67,20 +67,21 @@ def choose_alpha(tuner: FineTuner, loss: str, grid: tuple[float, ...], fit: Pair
     plain = score(keep["plain"])
     records = [{"alpha": None, "model": "input", **start}, {"alpha": 0.0, "model": "plain", **plain}]
     log(f"  validation: input {_line(start)}; plain fine-tune {_line(plain)}")
-    best: tuple[float, float] | None = None
+    heads = {}
     for alpha in sorted(grid):
-        head = fit_stable(tuner, loss, alpha, fit)
-        m = score(head)
+        heads[alpha] = fit_stable(tuner, loss, alpha, fit)
+        m = score(heads[alpha])
         value = m["instability"] + max(0.0, plain["accuracy"] - m["accuracy"])
         allowed = m["retention"] is None or m["retention"] >= start["retention"] - max_retention_drop
         records.append({"alpha": alpha, "model": "stable", **m, "score": value, "allowed": allowed})
         log(f"  validation, {loss} alpha={alpha:g}: {_line(m)}{'' if allowed else ' (forgets too much)'}")
-        if "stable" not in keep or (allowed and (best is None or value < best[0])):
-            keep["stable"] = head
-            if allowed:
-                best = (value, alpha)
-    chosen = best[1] if best is not None else min(grid)
-    return chosen, records
+    stable = records[2:]
+    passing = [r for r in stable if r["allowed"]]
+    # Among those that keep retention, the best score; when none does, the one that keeps the most (then score).
+    best = (min(passing, key=lambda r: (r["score"], r["alpha"])) if passing else
+            min(stable, key=lambda r: (-r["retention"], r["score"], r["alpha"])))
+    keep["stable"] = heads[best["alpha"]]
+    return best["alpha"], records
 
 
 def _line(m: dict[str, Any]) -> str:
