@@ -15,11 +15,9 @@ Playwright is absent, and never under CI.
 from __future__ import annotations
 
 import io
-import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,33 +30,12 @@ from instab.capture.state import SessionState
 from instab.environments import parse
 from instab.io.labels import read_labels_csv
 from instab.io.manifest import read_manifest
+from tests._support.browser import CHROMIUM, artifacts_dir, sync_playwright_or_skip
 from tests._support.phone import displayed, photograph, pose_homography, psnr, write_y4m
 from tests.capture.conftest import FILES
 
-CHROMIUM = "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MIN_PSNR = 20.0  # dB: measured 25-27 for the right image through this whole chain, under 13 for a wrong one
 CAMERA = (1280, 960)
-
-
-def _playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if IN_CI:
-            pytest.fail("playwright is not installed: CI must run the browser tests (pip install playwright)")
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not Path(CHROMIUM).is_file():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
-    return sync_playwright
-
-
-def _artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("INSTAB_ARTIFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @pytest.fixture
@@ -91,9 +68,9 @@ def _phone_photo_of(screenshot: np.ndarray) -> np.ndarray:
 
 
 def test_live_camera_capture(live, images, tmp_path):
-    sync_playwright = _playwright()
+    sync_playwright = sync_playwright_or_skip()
     base, state = live
-    token, art = state.token, _artifacts(tmp_path)
+    token, art = state.token, artifacts_dir(tmp_path)
     with sync_playwright() as p:
         plain = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -149,9 +126,9 @@ def test_live_camera_capture(live, images, tmp_path):
 
 
 def test_camera_app_mode(live, shoot, samples_dir, tmp_path):
-    sync_playwright = _playwright()
+    sync_playwright = sync_playwright_or_skip()
     base, state = live
-    art = _artifacts(tmp_path)
+    art = artifacts_dir(tmp_path)
     good = tmp_path / "IMG_0001.jpg"
     good.write_bytes(shoot(0))
     with sync_playwright() as p:

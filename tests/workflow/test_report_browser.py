@@ -16,9 +16,7 @@ from PIL import Image
 
 from instab.cli.main import main
 from instab.io.store import ResultRow, ResultStore
-
-CHROMIUM = "/usr/bin/chromium"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests._support.browser import CHROMIUM, IN_CI, artifacts_dir, sync_playwright_or_skip
 
 # Per image: label, and per environment E1..E4 the top-1 class ("-": not scored, an error).
 # c: right in 2, wrong in 2 (most disagreement); g: right in 1, three different wrong answers;
@@ -30,27 +28,6 @@ TOP1 = {
 }
 GALLERY = ["c", "g", "b", "f"]
 NAMES = {1: "tabby", 2: "goldfish", 3: "tench", 4: "espresso", 5: "mug", 6: "teapot", 7: "cup", 8: "bagel"}
-
-
-def _browser():
-    """A headless chromium page factory, or a skip (a failure under CI) saying what is missing."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if IN_CI:
-            pytest.fail("playwright is not installed: CI must run the browser tests (pip install playwright)")
-        pytest.skip("playwright is not installed (pip install playwright)")
-    if not Path(CHROMIUM).is_file():
-        if IN_CI:
-            pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
-    return sync_playwright
-
-
-def _artifacts(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("INSTAB_ARTIFACTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _scored_run(folder: Path) -> tuple[Path, Path]:
@@ -78,7 +55,7 @@ def _scored_run(folder: Path) -> tuple[Path, Path]:
 
 def _check_page(report: Path, screenshot: Path) -> dict:
     """Open ``report`` in chromium; returns what the page shows (and saves a full-page screenshot)."""
-    sync_playwright = _browser()
+    sync_playwright = sync_playwright_or_skip()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -115,12 +92,12 @@ def _assert_loads_and_links(shown: dict, folder: Path) -> None:
 
 
 def test_report_of_a_scored_run(tmp_path, capsys):
-    _browser()  # skip before any work when there is no browser
+    sync_playwright_or_skip()  # skip before any work when there is no browser
     db, labels = _scored_run(tmp_path)
     out = tmp_path / "rep"
     assert main(["report", str(db), "--out", str(out), "--labels", str(labels)]) == 0
     capsys.readouterr()
-    screenshot = _artifacts(tmp_path) / "report_scored_run.png"
+    screenshot = artifacts_dir(tmp_path) / "report_scored_run.png"
     shown = _check_page(out / "report.html", screenshot)
     _assert_loads_and_links(shown, out)
     assert shown["gallery"] == GALLERY
@@ -138,12 +115,12 @@ def test_report_of_a_scored_run(tmp_path, capsys):
 
 
 def test_gallery_cap_in_the_browser(tmp_path, capsys):
-    _browser()
+    sync_playwright_or_skip()
     db, _ = _scored_run(tmp_path)
     out = tmp_path / "rep"
     assert main(["report", str(db), "--out", str(out), "--gallery-limit", "2"]) == 0
     capsys.readouterr()
-    shown = _check_page(out / "report.html", _artifacts(tmp_path) / "report_gallery_cap.png")
+    shown = _check_page(out / "report.html", artifacts_dir(tmp_path) / "report_gallery_cap.png")
     _assert_loads_and_links(shown, out)
     assert shown["gallery"] == GALLERY[:2]
     assert "Showing 2 of 4 unstable images; 2 more" in shown["text"]
@@ -152,7 +129,7 @@ def test_gallery_cap_in_the_browser(tmp_path, capsys):
 def test_demo_report(tmp_path):
     """The demo's report: from ``$INSTAB_DEMO_OUT`` (a folder ``instab demo --out`` wrote, as CI does before the
     tests), else, under CI only, from a demo run here (about a minute)."""
-    _browser()
+    sync_playwright_or_skip()
     demo = os.environ.get("INSTAB_DEMO_OUT")
     if not demo:
         if not IN_CI:
@@ -162,7 +139,7 @@ def test_demo_report(tmp_path):
         demo = str(tmp_path / "demo")
         assert run_demo(demo, echo=None) == 0
     out = Path(demo) / "report"
-    shown = _check_page(out / "report.html", _artifacts(tmp_path) / "report_demo.png")
+    shown = _check_page(out / "report.html", artifacts_dir(tmp_path) / "report_demo.png")
     _assert_loads_and_links(shown, out)
     assert shown["gallery"] and shown["tiles"] >= len(shown["gallery"])
     thumbs = [alt for alt, _ in shown["images"] if " in " in alt]

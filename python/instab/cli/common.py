@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -66,6 +67,17 @@ def split_summary(text: str) -> tuple[list[str], list[str]]:
     return head, [line.strip() for line in lines if line.startswith(" ")]
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """An argparse type: ``1,3,10`` -> (1.0, 3.0, 10.0); at least one number."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
 def print_json(data: dict[str, Any]) -> None:
     """``--json``: ``data`` as one JSON object on stdout (NaN and inf as null, numpy values as numbers)."""
     print(json.dumps(to_plain(data), indent=1, default=str, allow_nan=False))
@@ -89,6 +101,7 @@ __all__ = [
     "UsageError",
     "check_empty_out",
     "check_out_folder",
+    "float_list",
     "labelled_images",
     "print_json",
     "print_problems",

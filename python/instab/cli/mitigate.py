@@ -6,22 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, print_json, print_problems
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, float_list, print_json, print_problems
 from instab.studies.mitigate import MitigateOptions, run_mitigate
 from instab.studies.mitigate.options import NOISE_KINDS
 from instab.studies.mitigation.config import STABILITY_LOSSES
 
 _DEFAULTS = MitigateOptions()
-
-
-def _alpha_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "(none: the plain fine-tune only) (default: %(default)s)")
     p.add_argument("--alpha", type=float, help="stability weight (default: chosen on the validation images from "
                    "--alphas)")
-    p.add_argument("--alphas", type=_alpha_list, help="alpha grid for the choice (default: "
+    p.add_argument("--alphas", type=float_list, help="alpha grid for the choice (default: "
                    + "; ".join(f"{k} {','.join(f'{v:g}' for v in vs)}" for k, vs in d.alphas.items()) + ")")
     p.add_argument("--retain-images", help="folder of images of other classes (measures forgetting)")
     p.add_argument("--retain-labels", help="labels CSV of --retain-images")

@@ -20,23 +20,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from instab.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, print_json
+from instab.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, float_list, print_json
 from instab.cli.progress import progress_for
 from instab.studies.mitigation import DEFAULT_MODEL, MitigationConfig, OverlapError, run_mitigation
 
 #: Where ``python -m instab.studies.mitigation`` and the study's messages come from.
 PROG = "python -m instab.studies.mitigation"
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    """``1,3,10`` -> (1.0, 3.0, 10.0)."""
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
 
 
 def _texts(text: str) -> tuple[str, ...]:
@@ -70,7 +59,7 @@ class _Option:
 def _value_kwargs(hint: Any, default: Any, help_text: str) -> dict[str, Any]:
     """argparse keywords of an option taking a value of type ``hint`` (a tuple type: comma-separated items)."""
     if typing.get_origin(hint) is tuple:
-        parse = _floats if typing.get_args(hint)[0] is float else _texts
+        parse = float_list if typing.get_args(hint)[0] is float else _texts
         return {"type": parse, "default": default, "help": f"{help_text} (default: {_shown(default)})"}
     if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
