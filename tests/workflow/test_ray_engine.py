@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,12 +139,18 @@ def test_an_interrupted_driver_resumes(cluster, work):
     cluster.ready()
     command = [sys.executable, "-m", "instab.cli", "score", str(manifest), "--model", str(model), "--out", str(out),
                "--engine", "ray", "--address", cluster.address, "--quiet", "--json"]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(out.glob("*/*/*.parquet"))) < 2 and driver.poll() is None:
-        time.sleep(0.05)
-    driver.send_signal(signal.SIGINT)  # Ctrl-C
-    _, err = driver.communicate(timeout=120)
+    for _attempt in range(3):
+        driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("*/*/*.parquet")) and driver.poll() is None:
+            time.sleep(0.02)
+        finished_first = driver.poll() is not None
+        driver.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = driver.communicate(timeout=120)
+        if not (finished_first or (driver.returncode != 130 and "left out or failed" in err)):
+            break
+        # A race, not a failure: the whole run finished before Ctrl-C reached it; start over in a new folder.
+        shutil.rmtree(out, ignore_errors=True)
     assert driver.returncode == 130, err
     assert "run the same command again to resume" in err
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
