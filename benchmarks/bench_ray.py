@@ -12,7 +12,6 @@ busy machine inflates far less than the wall time. Under --benchmark-disable: 16
 
 from __future__ import annotations
 
-import csv
 import itertools
 import resource
 
@@ -21,6 +20,7 @@ import pytest
 from instab.io.export import export_store
 from instab.workflow.ray_score import score_manifest_ray
 from instab.workflow.score import score_manifest
+from tests._support.manifests import sample_manifest
 from tests._support.ray_cluster import Cluster, require_ray
 
 pq = pytest.importorskip("pyarrow.parquet")
@@ -42,14 +42,8 @@ def cluster():
 @pytest.fixture(scope="module")
 def setup(request, samples_dir, models_dir, tmp_path_factory):
     full = not request.config.getoption("benchmark_disable")
-    rows = list(csv.DictReader((samples_dir / "labels.csv").open()))[: 800 if full else 16]
     folder = tmp_path_factory.mktemp("ray-bench")
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image_id", "environment", "path", "labels"])
-        for r, env in itertools.product(rows, ENVS):
-            w.writerow([r["file"], env, samples_dir / r["file"], r["class_index"]])
+    manifest, rows = sample_manifest(samples_dir, folder, 800 if full else 16, ENVS)
     return manifest, models_dir / MODEL, folder, len(rows) * len(ENVS)
 
 

@@ -10,7 +10,6 @@ predict's top-5 equals the top-5 that ``score`` stored, row for row, and the oth
 
 from __future__ import annotations
 
-import csv
 import itertools
 
 import numpy as np
@@ -19,6 +18,7 @@ import pytest
 from instab import Classifier, models
 from instab.io.store import ResultStore
 from instab.workflow.score import score_manifest
+from tests._support.manifests import sample_manifest
 
 ENVS = ("device-a", "device-b", "device-c", "device-d")
 MODEL = "mobilenet_v2_1.0_224_int8_st.onnx"
@@ -27,14 +27,8 @@ MODEL = "mobilenet_v2_1.0_224_int8_st.onnx"
 @pytest.fixture(scope="module")
 def setup(request, samples_dir, models_dir, tmp_path_factory):
     full = not request.config.getoption("benchmark_disable")
-    rows = list(csv.DictReader((samples_dir / "labels.csv").open()))[: 800 if full else 16]
     folder = tmp_path_factory.mktemp("score")
-    manifest = folder / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image_id", "environment", "path", "labels"])
-        for r, env in itertools.product(rows, ENVS):
-            w.writerow([r["file"], env, samples_dir / r["file"], r["class_index"]])
+    manifest, rows = sample_manifest(samples_dir, folder, 800 if full else 16, ENVS)
     paths = [str(samples_dir / r["file"]) for r, _ in itertools.product(rows, ENVS)]
     model = models.load(models_dir / MODEL)
     return model, manifest, paths, folder
