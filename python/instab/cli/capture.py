@@ -129,9 +129,12 @@ def run_serve(args: argparse.Namespace) -> int:
         tls = ensure_certificate(Path(args.out) / "tls", [shown, args.host])
     display = url.replace("/capture?", "/display?", 1)
     info = Path(args.out) / "session.json"
-    fd = os.open(info, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
+    # It holds the token (0600), and is renamed into place so that a reader never sees it half-written.
+    partial = info.with_name(".session.json.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump({"token": state.token, "url": url, "display_url": display}, fh, indent=1)
+    os.replace(partial, info)
     done = sum(1 for _ in state.photos())
     print(f"instab capture: {len(state.images)} images, {state.repeats} shot(s) each per phone; "
           f"{done} photos already accepted; showing image {state.current + 1}")
